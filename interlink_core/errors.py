@@ -1,0 +1,49 @@
+"""Errors that carry an HTTP status and a message meant for the user."""
+
+from __future__ import annotations
+
+
+class InterLinkError(Exception):
+    """An error with an HTTP status code and a message that says what to fix."""
+
+    status_code: int = 500
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+
+
+class BadRequest(InterLinkError):
+    """The request is malformed or names something invalid (400)."""
+
+    status_code = 400
+
+
+class NotFound(InterLinkError):
+    """The pod or container is unknown (404)."""
+
+    status_code = 404
+
+
+class Unauthorized(InterLinkError):
+    """No credentials, or credentials that do not prove an identity (401)."""
+
+    status_code = 401
+
+
+class Forbidden(InterLinkError):
+    """The caller is known but may not do this (403)."""
+
+    status_code = 403
+
+
+class BackendUnavailable(InterLinkError):
+    """The plugin or batch system cannot be reached or refused the work (502/503)."""
+
+    status_code = 503
+
+
+class ConfigError(Exception):
+    """Configuration that cannot be used; the message names the key and the fix."""

@@ -1,0 +1,259 @@
+"""Wire models of the interLink protocol, field for field compatible with upstream interLink.
+
+Kubernetes objects (pods, ConfigMaps, Secrets, container statuses) stay plain JSON dicts in their
+normal camelCase form. Upstream is written in Go, so on input we accept its quirks: ``null`` for
+an empty list, the zero time ``0001-01-01T00:00:00Z`` for "no time", ``LimitBytes`` as an alias of
+``Bytes``. On output we emit the upstream form (see :func:`dump`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+JSON = dict[str, Any]
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def _none_to_list(value: Any) -> Any:
+    return [] if value is None else value
+
+
+def _none_to_str(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _go_time(value: Any) -> Any:
+    if value in (None, "", GO_ZERO_TIME) or (
+        isinstance(value, str) and value.startswith("0001-01-01")
+    ):
+        return None
+    return value
+
+
+def _emit_go_time(value: datetime | None) -> str:
+    if value is None:
+        return GO_ZERO_TIME
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+ObjList = Annotated[list[JSON], BeforeValidator(_none_to_list)]
+StrList = Annotated[list[str], BeforeValidator(_none_to_list)]
+GoStr = Annotated[str, BeforeValidator(_none_to_str)]
+GoTime = Annotated[
+    datetime | None, BeforeValidator(_go_time), PlainSerializer(_emit_go_time, return_type=str)
+]
+
+
+class WireModel(BaseModel):
+    """Base of all wire models: unknown fields are ignored, names are upstream's."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    omit_empty: ClassVar[frozenset[str]] = frozenset()
+    """Fields upstream tags ``omitempty``: left out of the output when empty."""
+
+
+def _require_pod_identity(pod: JSON) -> JSON:
+    """Check that a pod carries what every hop needs: metadata name, namespace and uid."""
+    meta = pod.get("metadata")
+    if not isinstance(meta, dict):
+        raise ValueError("pod.metadata is missing: send the pod's full Kubernetes JSON")
+    for key in ("name", "namespace", "uid"):
+        if not isinstance(meta.get(key), str) or not meta[key]:
+            raise ValueError(f"pod.metadata.{key} is missing or empty: send the pod as stored")
+    return pod
+
+
+Pod = Annotated[JSON, AfterValidator(_require_pod_identity)]
+"""A Kubernetes v1.Pod as JSON that carries metadata name, namespace and uid."""
+
+
+class PodCreateRequests(WireModel):
+    """VK → API server ``POST /create`` body (upstream ``PodCreateRequests``)."""
+
+    pod: Pod
+    configmaps: ObjList = Field(default_factory=list)
+    secrets: ObjList = Field(default_factory=list)
+    persistentvolumes: ObjList = Field(default_factory=list)
+    projectedvolumesmaps: ObjList = Field(default_factory=list)
+    jobscriptURL: GoStr = ""
+
+
+class RetrievedContainer(WireModel):
+    """Per-container volume data the API server hands to a plugin."""
+
+    name: str
+    configMaps: ObjList = Field(default_factory=list)
+    projectedvolumemaps: ObjList = Field(default_factory=list)
+    secrets: ObjList = Field(default_factory=list)
+    emptyDirs: StrList = Field(default_factory=list)
+    persistentVolumeClaims: ObjList = Field(default_factory=list)
+
+
+class RetrievedPodData(WireModel):
+    """API server → plugin ``POST /create`` body: one per pod."""
+
+    pod: Pod
+    container: Annotated[list[RetrievedContainer], BeforeValidator(_none_to_list)] = Field(
+        default_factory=list
+    )
+    jobConfig: JSON | None = None
+    jobScript: str | None = None
+    omit_empty: ClassVar[frozenset[str]] = frozenset({"jobConfig", "jobScript"})
+
+
+class CreateStruct(WireModel):
+    """A plugin's answer to create: the pod UID and the remote job id."""
+
+    PodUID: str
+    PodJID: GoStr = ""
+
+
+class PodStatus(WireModel):
+    """Status of one pod on the remote side (upstream ``PodStatus``)."""
+
+    name: GoStr = Field(default="", validation_alias=AliasChoices("name", "PodName"))
+    UID: GoStr = Field(default="", validation_alias=AliasChoices("UID", "PodUID"))
+    namespace: GoStr = Field(default="", validation_alias=AliasChoices("namespace", "PodNamespace"))
+    JID: GoStr = Field(default="", validation_alias=AliasChoices("JID", "JobID"))
+    containers: ObjList = Field(default_factory=list)
+    initContainers: ObjList = Field(default_factory=list)
+
+
+class ContainerLogOpts(WireModel):
+    """Log options, as kubelet's ``ContainerLogOpts``. ``LimitBytes`` is accepted for ``Bytes``."""
+
+    Tail: int = Field(default=0, ge=0)
+    Bytes: int = Field(default=0, ge=0, validation_alias=AliasChoices("Bytes", "LimitBytes"))
+    Timestamps: bool = False
+    Follow: bool = False
+    Previous: bool = False
+    SinceSeconds: int = Field(default=0, ge=0)
+    SinceTime: GoTime = None
+
+    @model_validator(mode="after")
+    def _exclusive(self) -> ContainerLogOpts:
+        if self.Tail and self.Bytes:
+            raise ValueError(
+                "Opts.Tail and Opts.Bytes are both set: ask for the last lines or for a byte "
+                "limit, not both"
+            )
+        if self.SinceSeconds and self.SinceTime is not None:
+            raise ValueError("Opts.SinceSeconds and Opts.SinceTime are both set: give only one")
+        return self
+
+    def since(self, now: datetime | None = None) -> datetime | None:
+        """The earliest log time wanted, from SinceSeconds or SinceTime."""
+        if self.SinceTime is not None:
+            t = self.SinceTime
+            return t if t.tzinfo else t.replace(tzinfo=UTC)
+        if self.SinceSeconds:
+            now = now or datetime.now(UTC)
+            return datetime.fromtimestamp(now.timestamp() - self.SinceSeconds, UTC)
+        return None
+
+
+class LogStruct(WireModel):
+    """A log request for one container of one pod (upstream ``LogStruct``)."""
+
+    Namespace: str = Field(min_length=1)
+    PodUID: str = Field(min_length=1)
+    PodName: str = Field(min_length=1)
+    ContainerName: str = Field(min_length=1)
+    Opts: ContainerLogOpts = Field(default_factory=ContainerLogOpts)
+
+
+class Accelerator(WireModel):
+    """One kind of accelerator a plugin offers, e.g. ``nvidia.com/gpu``."""
+
+    resourceType: str
+    available: int = Field(default=0, ge=0)
+
+
+class NodeResources(WireModel):
+    """Capacity a plugin announces in its ping answer (Kubernetes quantities as strings)."""
+
+    cpu: GoStr = ""
+    memory: GoStr = ""
+    pods: GoStr = ""
+    accelerators: Annotated[list[Accelerator], BeforeValidator(_none_to_list)] = Field(
+        default_factory=list
+    )
+
+
+class PingAnswer(WireModel):
+    """A plugin's answer to a ping (``GET /status`` with ``[]``)."""
+
+    status: str = "ok"
+    resources: NodeResources | None = None
+    taints: ObjList = Field(default_factory=list)
+    omit_empty: ClassVar[frozenset[str]] = frozenset({"resources"})
+
+    @classmethod
+    def from_body(cls, body: bytes | str) -> PingAnswer:
+        """Read a ping answer: a JSON object, a JSON list (an old plugin's status answer to
+        ``[]``) or plain text (older plugins answer e.g. ``"ok"``)."""
+        text = body.decode(errors="replace") if isinstance(body, bytes) else body
+        try:
+            data = json.loads(text) if text.strip() else None
+        except json.JSONDecodeError:
+            return cls(status=text.strip() or "ok")
+        if isinstance(data, dict):
+            return cls.model_validate(data)
+        if isinstance(data, str):
+            return cls(status=data or "ok")
+        return cls()
+
+
+M = TypeVar("M", bound=WireModel)
+
+POD_STATUS_LIST: TypeAdapter[list[PodStatus]] = TypeAdapter(list[PodStatus])
+POD_LIST: TypeAdapter[list[JSON]] = TypeAdapter(list[Pod])
+POD: TypeAdapter[JSON] = TypeAdapter(Pod)
+
+
+def dump(model: WireModel) -> JSON:
+    """The upstream JSON form of a model: upstream field names, ``omitempty`` fields left out
+    when empty."""
+    data = model.model_dump(mode="json", by_alias=False)
+    for name in model.omit_empty:
+        if data.get(name) in (None, "", {}, []):
+            data.pop(name, None)
+    return data
+
+
+def dump_list(models: list[M]) -> list[JSON]:
+    """The upstream JSON form of a list of models."""
+    return [dump(m) for m in models]
+
+
+def pod_meta(pod: JSON) -> tuple[str, str, str]:
+    """``(namespace, name, uid)`` of a pod dict."""
+    meta = pod.get("metadata") or {}
+    return str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", ""))
+
+
+def validation_message(exc: ValidationError) -> str:
+    """One readable line per problem, each naming the field by its dotted path."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if p != "__root__") or "body"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}")
+    return "; ".join(lines)

@@ -1,0 +1,290 @@
+"""Plugin SDK: subclass :class:`Plugin`, implement five coroutines, and you have a backend.
+
+The SDK serves the plugin side of the wire contract (``POST /create``, ``POST /delete``,
+``GET /status``, ``GET /getLogs``), keeps the pod ↔ job table in SQLite (so a restarted plugin
+still knows every pod), makes create idempotent per pod UID and answers pings.
+
+A minimal backend::
+
+    class EchoPlugin(Plugin):
+        name = "echo"
+
+        async def submit(self, data: RetrievedPodData) -> Submitted:
+            return Submitted(job_id="echo-" + pod_meta(data.pod)[2])
+
+        async def cancel(self, record: JobRecord, pod: JSON) -> None:
+            pass
+
+        async def poll(self, records: list[JobRecord]) -> list[PodStatus]:
+            return [PodStatus(name=r.name, namespace=r.namespace, UID=r.uid, JID=r.job_id)
+                    for r in records]
+
+        async def logs(self, record: JobRecord, request: LogStruct) -> AsyncIterator[bytes]:
+            yield b"hello\\n"
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import Field, ValidationError
+
+from .config import StrictModel, load_config
+from .errors import BadRequest, ConfigError, InterLinkError, NotFound
+from .models import (
+    JSON,
+    POD,
+    POD_LIST,
+    CreateStruct,
+    LogStruct,
+    PingAnswer,
+    PodStatus,
+    RetrievedPodData,
+    dump,
+    pod_meta,
+    validation_message,
+)
+from .serve import Listen, run
+from .store import JobRecord, JobStore
+
+log = logging.getLogger("interlink.plugin")
+SESSION_HEADER = "InterLink-Http-Session"
+
+
+class PluginConfig(StrictModel):
+    """Settings every plugin has; a backend extends this model with its own keys."""
+
+    state_dir: Path = Field(
+        default=Path("~/.local/state/interlink/plugin"),
+        description="Where the plugin keeps its SQLite pod↔job table and per-pod files.",
+    )
+    socket: Path | None = Field(
+        default=None, description="Unix socket to serve on (default: <state_dir>/plugin.sock)."
+    )
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, description="Serve on TCP instead of a unix socket.")
+
+    def listen(self) -> Listen:
+        """Where this plugin listens."""
+        if self.port is not None:
+            return Listen(host=self.host, port=self.port)
+        return Listen(socket=self.socket or self.state_path / "plugin.sock")
+
+    @property
+    def state_path(self) -> Path:
+        """``state_dir`` with ``~`` expanded."""
+        return self.state_dir.expanduser()
+
+
+@dataclass
+class Submitted:
+    """What :meth:`Plugin.submit` returns: the remote job id and data to remember with it."""
+
+    job_id: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Plugin(ABC):
+    """Base class of a backend. Subclasses set ``name`` (and ``config_model`` if they have
+    settings of their own) and implement ``submit``, ``cancel``, ``poll`` and ``logs``."""
+
+    name: ClassVar[str] = "plugin"
+    config_model: ClassVar[type[PluginConfig]] = PluginConfig
+
+    def __init__(self, config: PluginConfig) -> None:
+        self.config = config
+        self.store = JobStore(config.state_path / "jobs.sqlite")
+
+    async def start(self) -> None:
+        """Called once when the service starts (re-adopt running work here)."""
+
+    async def stop(self) -> None:
+        """Called once when the service stops (running jobs must keep running)."""
+
+    @abstractmethod
+    async def submit(self, data: RetrievedPodData) -> Submitted:
+        """Start the pod as a job; return its job id. Raise :class:`InterLinkError` to refuse."""
+
+    @abstractmethod
+    async def cancel(self, record: JobRecord, pod: JSON) -> None:
+        """Stop the job of a pod and clean up; return when it is gone."""
+
+    @abstractmethod
+    async def poll(self, records: list[JobRecord]) -> list[PodStatus]:
+        """Statuses of all these pods, asking the backend once for all of them."""
+
+    @abstractmethod
+    def logs(self, record: JobRecord, request: LogStruct) -> AsyncIterator[bytes]:
+        """The container log as asked (an async generator; with ``Follow``, until it ends)."""
+
+    async def ping(self) -> PingAnswer:
+        """Health and capacity of the backend."""
+        return PingAnswer(status="ok")
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        raise BadRequest("the request body is empty: send JSON")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+def parse(adapter: Callable[[Any], Any], value: Any) -> Any:
+    """Validate ``value``; turn a validation error into a 400 naming the field."""
+    try:
+        return adapter(value)
+    except ValidationError as exc:
+        raise BadRequest(validation_message(exc)) from None
+
+
+def error_response(exc: InterLinkError) -> JSONResponse:
+    """The JSON error answer shared by the plugin and the API server."""
+    return JSONResponse({"error": exc.message}, status_code=exc.status_code)
+
+
+def make_plugin_app(plugin: Plugin) -> FastAPI:
+    """The FastAPI app serving ``plugin`` with the interLink plugin routes."""
+    locks: dict[str, asyncio.Lock] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await plugin.start()
+        try:
+            yield
+        finally:
+            await plugin.stop()
+
+    app = FastAPI(title=f"interLink plugin: {plugin.name}", lifespan=lifespan)
+
+    @app.exception_handler(InterLinkError)
+    async def _known(_: Request, exc: InterLinkError) -> JSONResponse:
+        return error_response(exc)
+
+    async def create_one(data: RetrievedPodData) -> CreateStruct:
+        _, _, uid = pod_meta(data.pod)
+        lock = locks.setdefault(uid, asyncio.Lock())
+        async with lock:
+            existing = plugin.store.get(uid)
+            if existing is not None:
+                return CreateStruct(PodUID=uid, PodJID=existing.job_id)
+            done = await plugin.submit(data)
+            namespace, name, _ = pod_meta(data.pod)
+            plugin.store.put(
+                JobRecord(uid=uid, namespace=namespace, name=name, job_id=done.job_id,
+                          data=done.data)
+            )
+        locks.pop(uid, None)
+        return CreateStruct(PodUID=uid, PodJID=done.job_id)
+
+    @app.post("/create")
+    async def create(request: Request) -> Response:
+        body = await _json_body(request)
+        if isinstance(body, list):
+            items = [parse(RetrievedPodData.model_validate, b) for b in body]
+            answers = [dump(await create_one(item)) for item in items]
+            return JSONResponse(answers)
+        item = parse(RetrievedPodData.model_validate, body)
+        return JSONResponse(dump(await create_one(item)))
+
+    @app.post("/delete")
+    @app.delete("/delete")
+    async def delete(request: Request) -> Response:
+        pod = parse(POD.validate_python, await _json_body(request))
+        _, _, uid = pod_meta(pod)
+        record = plugin.store.get(uid)
+        if record is None:
+            return PlainTextResponse("pod was not known; nothing to delete")
+        await plugin.cancel(record, pod)
+        plugin.store.remove(uid)
+        return PlainTextResponse("deleted")
+
+    @app.get("/status")
+    @app.post("/status")
+    async def status(request: Request) -> Response:
+        pods = parse(POD_LIST.validate_python, await _json_body(request))
+        if not pods:
+            return JSONResponse(dump(await plugin.ping()))
+        known = plugin.store.many([pod_meta(p)[2] for p in pods])
+        records = [known[pod_meta(p)[2]] for p in pods if pod_meta(p)[2] in known]
+        statuses = await plugin.poll(records) if records else []
+        return JSONResponse([dump(s) for s in statuses])
+
+    @app.get("/getLogs")
+    @app.post("/getLogs")
+    async def get_logs(request: Request) -> Response:
+        req = parse(LogStruct.model_validate, await _json_body(request))
+        record = plugin.store.get(req.PodUID)
+        if record is None:
+            raise NotFound(f"pod {req.Namespace}/{req.PodName} (uid {req.PodUID}) is not known")
+        stream = plugin.logs(record, req)
+        if req.Opts.Follow:
+            return StreamingResponse(stream, media_type="text/plain")
+        body = b"".join([chunk async for chunk in stream])
+        return Response(body, media_type="text/plain")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def discover_plugins() -> dict[str, Callable[[], type[Plugin]]]:
+    """Backends installed through the ``interlink.plugins`` entry point group."""
+    return {ep.name: ep.load for ep in entry_points(group="interlink.plugins")}
+
+
+def register_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``interlink plugin <backend>``: run a plugin service."""
+    p = sub.add_parser("plugin", help="run a plugin (a backend) service")
+    p.add_argument("backend", help="backend name: " + ", ".join(sorted(discover_plugins())))
+    p.add_argument("--config", "-c", type=Path, help="YAML configuration file")
+    p.add_argument("--socket", type=Path, help="unix socket to serve on")
+    p.add_argument("--port", type=int, help="serve on this TCP port instead of a socket")
+    p.add_argument("--state-dir", type=Path, help="where the plugin keeps its state")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=_run_plugin_command)
+
+
+def load_plugin(backend: str, config_path: Path | None, overrides: dict[str, Any]) -> Plugin:
+    """Build a configured plugin instance by backend name."""
+    found = discover_plugins()
+    if backend not in found:
+        raise ConfigError(
+            f"unknown plugin backend {backend!r}; installed: {', '.join(sorted(found))}"
+        )
+    cls = found[backend]()
+    config = load_config(cls.config_model, config_path, overrides)
+    return cls(config)
+
+
+def _run_plugin_command(args: argparse.Namespace) -> int:
+    plugin = load_plugin(
+        args.backend,
+        args.config,
+        {"socket": args.socket, "port": args.port, "state_dir": args.state_dir},
+    )
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    listen = plugin.config.listen()
+    log.info("plugin %s serving on %s", plugin.name, listen.describe())
+    run(make_plugin_app(plugin), listen, log_level=args.log_level)
+    return 0
+

@@ -1,0 +1,95 @@
+"""Serving an ASGI app with uvicorn on a unix socket or a TCP port (optionally TLS / mTLS)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .errors import ConfigError
+
+
+class PeerCertH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol that puts the TLS client certificate (if any) into the request
+    state as ``tls_client_cert`` (uvicorn does not expose it otherwise)."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        cert = transport.get_extra_info("peercert")
+        self.app_state = {**self.app_state, "tls_client_cert": cert}
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Where to listen: a unix socket path, or host + port with optional TLS."""
+
+    socket: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    client_ca: Path | None = None
+    """If set, clients may present certificates signed by this CA (mTLS)."""
+
+    def describe(self) -> str:
+        """A URL-like description for log lines."""
+        if self.socket:
+            return f"unix://{self.socket}"
+        scheme = "https" if self.certfile else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+
+def uvicorn_config(app: Any, listen: Listen, log_level: str = "warning") -> uvicorn.Config:
+    """A uvicorn configuration for ``app`` on ``listen``."""
+    kwargs: dict[str, Any] = {
+        "log_level": log_level,
+        "lifespan": "on",
+        "http": PeerCertH11Protocol,
+        "timeout_graceful_shutdown": 5,
+        "access_log": False,
+    }
+    if listen.socket is not None:
+        listen.socket.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            listen.socket.unlink()
+        kwargs["uds"] = str(listen.socket)
+    else:
+        kwargs["host"] = listen.host
+        kwargs["port"] = listen.port
+        if listen.certfile:
+            if not listen.keyfile:
+                raise ConfigError("tls.key is required when tls.cert is set")
+            kwargs["ssl_certfile"] = str(listen.certfile)
+            kwargs["ssl_keyfile"] = str(listen.keyfile)
+            if listen.client_ca:
+                kwargs["ssl_ca_certs"] = str(listen.client_ca)
+                kwargs["ssl_cert_reqs"] = ssl.CERT_OPTIONAL
+    return uvicorn.Config(app, **kwargs)
+
+
+def run(app: Any, listen: Listen, log_level: str = "warning") -> None:
+    """Serve ``app`` until SIGINT/SIGTERM (blocking)."""
+    config = uvicorn_config(app, listen, log_level)
+    server = uvicorn.Server(config)
+    if listen.socket is not None:
+        # the socket carries pods and secrets: owner only
+        old = os.umask(0o077)
+        try:
+            server.run()
+        finally:
+            os.umask(old)
+    else:
+        server.run()
+
+
+def ignore_sigpipe() -> None:
+    """Writing to a closed client must raise, not kill the process."""
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)

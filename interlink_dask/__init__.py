@@ -1,0 +1,1 @@
+"""Dask clusters whose workers run as pods on interLink virtual nodes."""

@@ -1,0 +1,1 @@
+"""Jupyter server extension, JupyterLab sidebar and JupyterHub helpers for interLink."""

@@ -1,0 +1,1 @@
+"""The interLink virtual kubelet (import name ``interlink_vk``)."""
