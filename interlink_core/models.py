@@ -134,6 +134,8 @@ class PodStatus(WireModel):
     JID: GoStr = Field(default="", validation_alias=AliasChoices("JID", "JobID"))
     containers: ObjList = Field(default_factory=list)
     initContainers: ObjList = Field(default_factory=list)
+    podIP: GoStr = ""
+    omit_empty: ClassVar[frozenset[str]] = frozenset({"podIP"})
 
 
 class ContainerLogOpts(WireModel):

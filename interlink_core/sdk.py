@@ -185,8 +185,9 @@ def make_plugin_app(plugin: Plugin) -> FastAPI:
             done = await plugin.submit(data)
             namespace, name, _ = pod_meta(data.pod)
             plugin.store.put(
-                JobRecord(uid=uid, namespace=namespace, name=name, job_id=done.job_id,
-                          data=done.data)
+                JobRecord(
+                    uid=uid, namespace=namespace, name=name, job_id=done.job_id, data=done.data
+                )
             )
         locks.pop(uid, None)
         return CreateStruct(PodUID=uid, PodJID=done.job_id)
@@ -287,4 +288,3 @@ def _run_plugin_command(args: argparse.Namespace) -> int:
     log.info("plugin %s serving on %s", plugin.name, listen.describe())
     run(make_plugin_app(plugin), listen, log_level=args.log_level)
     return 0
-

@@ -1,0 +1,599 @@
+"""The interLink API server: the edge service that authenticates virtual kubelets, maps each one
+to a tenant and forwards pods to a plugin (over a unix socket by default).
+
+Run it with ``interlink api --config api.yaml``; see ``docs/api-server.md`` for the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.security import HTTPBearer
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import Field
+
+from . import __version__
+from .auth import AuthConfig, Authenticator, Identity
+from .client import SESSION_HEADER, PluginClient, RemoteError
+from .config import StrictModel, load_config
+from .errors import BackendUnavailable, Forbidden, InterLinkError, NotFound
+from .models import (
+    JSON,
+    CreateStruct,
+    LogStruct,
+    Pod,
+    PodCreateRequests,
+    PodStatus,
+    RetrievedContainer,
+    RetrievedPodData,
+    dump,
+    pod_meta,
+)
+from .serve import Listen, run
+
+log = logging.getLogger("interlink.api")
+TENANT_HEADER = "InterLink-Tenant"
+SUBJECT_HEADER = "InterLink-Subject"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+class TLSConfig(StrictModel):
+    """The API server's own certificate."""
+
+    cert: Path
+    key: Path
+
+
+class ListenConfig(StrictModel):
+    """Where the API server listens: TCP (with optional TLS) or a unix socket."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=3000, ge=0, le=65535)
+    socket: Path | None = None
+    tls: TLSConfig | None = None
+
+
+class PluginEndpoint(StrictModel):
+    """How to reach the plugin."""
+
+    url: str = Field(
+        default="unix://~/.local/state/interlink/plugin/plugin.sock",
+        description="unix:///path/to.sock (default) or http(s)://host:port",
+    )
+    timeout_seconds: float = Field(default=120.0, gt=0)
+    ca_file: Path | None = None
+
+    def resolved_url(self) -> str:
+        """The URL with ``~`` expanded in a socket path."""
+        if self.url.startswith("unix://"):
+            return "unix://" + str(Path(self.url.removeprefix("unix://")).expanduser())
+        return self.url
+
+
+class ApiServerConfig(StrictModel):
+    """Configuration of ``interlink api`` (YAML, validated once at start-up)."""
+
+    listen: ListenConfig = Field(default_factory=ListenConfig)
+    plugin: PluginEndpoint = Field(default_factory=PluginEndpoint)
+    auth: AuthConfig
+    state_dir: Path = Path("~/.local/state/interlink/api")
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+
+    def listen_spec(self) -> Listen:
+        """The :class:`Listen` for the server."""
+        if self.listen.socket:
+            return Listen(socket=self.listen.socket.expanduser())
+        tls = self.listen.tls
+        return Listen(
+            host=self.listen.host,
+            port=self.listen.port,
+            certfile=tls.cert if tls else None,
+            keyfile=tls.key if tls else None,
+            client_ca=self.auth.mtls.client_ca if self.auth.mtls else None,
+        )
+
+
+# --- request size limit -------------------------------------------------------------------------
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies larger than ``limit`` bytes with a 413."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await self._refuse(send)
+                return
+        seen = 0
+        refused = False
+
+        async def limited() -> Message:
+            nonlocal seen, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    refused = True
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = (
+            b'{"error": "request body larger than max_request_bytes (%d bytes); send fewer '
+            b'pods per call or raise max_request_bytes"}' % self.limit
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Metrics:
+    """Prometheus metrics of one API server (a registry of its own, no globals)."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    pod_states: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.requests = Counter(
+            "interlink_api_requests",
+            "Requests by route and status code",
+            ["route", "code"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "interlink_api_request_seconds",
+            "Request latency by route",
+            ["route"],
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.plugin_errors = Counter(
+            "interlink_api_plugin_errors",
+            "Failed calls to the plugin by route",
+            ["route"],
+            registry=r,
+        )
+        self.pods = Gauge("interlink_api_pods", "Pods by last known state", ["state"], registry=r)
+        self._refresh()
+
+    def observe_statuses(self, statuses: list[PodStatus]) -> None:
+        """Remember each pod's state from a status answer."""
+        for s in statuses:
+            self.pod_states[s.UID] = pod_state(s)
+        self._refresh()
+
+    def forget(self, uid: str) -> None:
+        """Drop a deleted pod."""
+        self.pod_states.pop(uid, None)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        counts = {"pending": 0, "running": 0, "succeeded": 0, "failed": 0}
+        for state in self.pod_states.values():
+            counts[state] = counts.get(state, 0) + 1
+        for state, n in counts.items():
+            self.pods.labels(state).set(n)
+
+
+def pod_state(status: PodStatus) -> str:
+    """pending / running / succeeded / failed from container states."""
+    states = [c.get("state") or {} for c in status.containers]
+    if any("terminated" in s and s["terminated"].get("exitCode", 0) != 0 for s in states):
+        return "failed"
+    if states and all("terminated" in s for s in states):
+        return "succeeded"
+    if any("running" in s for s in states):
+        return "running"
+    return "pending"
+
+
+# --- pod → plugin request -----------------------------------------------------------------------
+
+
+def retrieved_pod_data(req: PodCreateRequests) -> RetrievedPodData:
+    """Split a VK create request into the plugin's form: one entry per init container, then
+    per container, each with the ConfigMaps, Secrets and projected volumes it uses."""
+    pod = req.pod
+    spec = pod.get("spec") or {}
+    volumes = {v.get("name"): v for v in spec.get("volumes") or [] if isinstance(v, dict)}
+    cms = {c.get("metadata", {}).get("name"): c for c in req.configmaps}
+    secrets = {s.get("metadata", {}).get("name"): s for s in req.secrets}
+    projected = {p.get("metadata", {}).get("name"): p for p in req.projectedvolumesmaps}
+    out = []
+    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        cm_names: set[str] = set()
+        secret_names: set[str] = set()
+        proj_names: set[str] = set()
+        empty: list[str] = []
+        for m in c.get("volumeMounts") or []:
+            v = volumes.get(m.get("name")) or {}
+            if "configMap" in v:
+                cm_names.add(v["configMap"].get("name", ""))
+            if "secret" in v:
+                secret_names.add(v["secret"].get("secretName", ""))
+            if "emptyDir" in v:
+                empty.append(str(v.get("name")))
+            if "projected" in v:
+                proj_names.add(str(v.get("name")))
+                for src in v["projected"].get("sources") or []:
+                    if "configMap" in src:
+                        cm_names.add(src["configMap"].get("name", ""))
+                    if "secret" in src:
+                        secret_names.add(src["secret"].get("name", ""))
+        for e in c.get("env") or []:
+            ref = e.get("valueFrom") or {}
+            if "configMapKeyRef" in ref:
+                cm_names.add(ref["configMapKeyRef"].get("name", ""))
+            if "secretKeyRef" in ref:
+                secret_names.add(ref["secretKeyRef"].get("name", ""))
+        for e in c.get("envFrom") or []:
+            if "configMapRef" in e:
+                cm_names.add(e["configMapRef"].get("name", ""))
+            if "secretRef" in e:
+                secret_names.add(e["secretRef"].get("name", ""))
+        out.append(
+            RetrievedContainer(
+                name=str(c.get("name", "")),
+                configMaps=[cms[n] for n in sorted(cm_names) if n in cms],
+                secrets=[secrets[n] for n in sorted(secret_names) if n in secrets],
+                projectedvolumemaps=[projected[n] for n in sorted(proj_names) if n in projected],
+                emptyDirs=empty,
+            )
+        )
+    return RetrievedPodData(pod=pod, container=out)
+
+
+# --- the app ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Edge:
+    """What the running API server holds (one per app; no module-level state)."""
+
+    config: ApiServerConfig
+    auth: Authenticator
+    plugin: PluginClient
+    registry: Any
+    metrics: Metrics
+
+
+bearer = HTTPBearer(auto_error=False, description="An OIDC access token for this API server")
+
+
+def make_app(config: ApiServerConfig) -> Any:
+    """The API server as an ASGI app (FastAPI wrapped in the body-size limit)."""
+    from .tenancy import TenantRegistry
+
+    edge_holder: dict[str, Edge] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state = config.state_dir.expanduser()
+        state.mkdir(parents=True, exist_ok=True)
+        edge = Edge(
+            config=config,
+            auth=Authenticator(config.auth),
+            plugin=PluginClient(
+                config.plugin.resolved_url(),
+                ca_file=config.plugin.ca_file,
+                timeout=config.plugin.timeout_seconds,
+            ),
+            registry=TenantRegistry(state / "tenants.sqlite"),
+            metrics=metrics,
+        )
+        edge_holder["edge"] = edge
+        try:
+            yield
+        finally:
+            await edge.auth.close()
+            await edge.plugin.aclose()
+            edge.registry.close()
+
+    metrics = Metrics()
+    app = FastAPI(
+        title="interLink API server",
+        version=__version__,
+        lifespan=lifespan,
+        description=(
+            "The edge of an interLink deployment. Wire-compatible with upstream interLink: "
+            "routes carry no version prefix and only HTTP 200 means success. Our additions are "
+            "/healthz, /metrics and the InterLink-Tenant / InterLink-Subject headers passed to "
+            "the plugin."
+        ),
+    )
+
+    def get_edge() -> Edge:
+        return edge_holder["edge"]
+
+    async def identify(
+        request: Request,
+        _token: Annotated[Any, Depends(bearer)] = None,
+    ) -> Identity:
+        edge = get_edge()
+        cert = getattr(request.state, "tls_client_cert", None)
+        return await edge.auth.identify(request.headers.get("authorization"), cert or None)
+
+    Caller = Annotated[Identity, Depends(identify)]
+    EdgeDep = Annotated[Edge, Depends(get_edge)]
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Any) -> Response:
+        start = time.perf_counter()
+        session = request.headers.get(SESSION_HEADER) or uuid.uuid4().hex
+        request.state.session = session
+        response: Response = await call_next(request)
+        route = request.url.path if request.url.path in _ROUTES else "other"
+        metrics.requests.labels(route, str(response.status_code)).inc()
+        metrics.latency.labels(route).observe(time.perf_counter() - start)
+        response.headers[SESSION_HEADER] = session
+        return response
+
+    @app.exception_handler(InterLinkError)
+    async def _known(request: Request, exc: InterLinkError) -> JSONResponse:
+        headers = {}
+        if exc.status_code == 401:
+            headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        if isinstance(exc, RemoteError | BackendUnavailable):
+            route = request.url.path if request.url.path in _ROUTES else "other"
+            metrics.plugin_errors.labels(route).inc()
+            if isinstance(exc, BackendUnavailable):
+                exc = BackendUnavailable(f"plugin unavailable: {exc.message}", 502)
+        return JSONResponse({"error": exc.message}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        status = 422
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"][1:]) or "body"
+            if err["type"] == "json_invalid":
+                status = 400
+                problems.append(f"the body is not valid JSON ({err.get('ctx', {}).get('error')})")
+                continue
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{loc}: {msg}")
+        return JSONResponse({"error": "; ".join(problems)}, status_code=status)
+
+    def plugin_headers(who: Identity) -> dict[str, str]:
+        return {TENANT_HEADER: who.tenant, SUBJECT_HEADER: who.subject}
+
+    async def forward(call: Awaitable[Any]) -> Any:
+        try:
+            return await call
+        except RemoteError as exc:
+            if exc.status_code >= 500:
+                raise RemoteError(f"the plugin failed: {exc.message}", 502) from None
+            raise
+
+    def owned_or_refuse(edge: Edge, who: Identity, uids: list[str]) -> dict[str, Any]:
+        owners = edge.registry.lookup(uids)
+        foreign = sorted(u for u, o in owners.items() if o.tenant != who.tenant)
+        if foreign:
+            raise Forbidden(f"pods {', '.join(foreign)} belong to another tenant")
+        return dict(owners)
+
+    @app.post("/create", response_model=CreateStruct, tags=["VK → API server"])
+    async def create(
+        request: Request, body: PodCreateRequests, who: Caller, edge: EdgeDep
+    ) -> JSONResponse:
+        """Create one pod on the remote side (idempotent per pod UID)."""
+        namespace, name, uid = pod_meta(body.pod)
+        owned = edge.registry.claim(uid, who.tenant, namespace, name)
+        if owned.job_id:
+            return JSONResponse(dump(CreateStruct(PodUID=uid, PodJID=owned.job_id)))
+        data = retrieved_pod_data(body)
+        answer: CreateStruct = await forward(
+            edge.plugin.create(data, session=request.state.session, headers=plugin_headers(who))
+        )
+        edge.registry.set_job(uid, answer.PodJID)
+        return JSONResponse(dump(CreateStruct(PodUID=uid, PodJID=answer.PodJID)))
+
+    async def delete_impl(request: Request, pod: JSON, who: Identity, edge: Edge) -> Response:
+        _, _, uid = pod_meta(pod)
+        owners = owned_or_refuse(edge, who, [uid])
+        if uid not in owners:
+            raise NotFound(f"pod uid {uid} is not known to this API server")
+        await forward(
+            edge.plugin.delete(pod, session=request.state.session, headers=plugin_headers(who))
+        )
+        edge.registry.release(uid)
+        metrics.forget(uid)
+        return PlainTextResponse("deleted")
+
+    @app.delete("/delete", tags=["VK → API server"])
+    async def delete(
+        request: Request, pod: Annotated[Pod, Body()], who: Caller, edge: EdgeDep
+    ) -> Response:
+        """Delete a pod remotely; answers when the plugin confirmed it."""
+        return await delete_impl(request, pod, who, edge)
+
+    @app.post("/delete", include_in_schema=False)
+    async def delete_post(
+        request: Request, pod: Annotated[Pod, Body()], who: Caller, edge: EdgeDep
+    ) -> Response:
+        return await delete_impl(request, pod, who, edge)
+
+    async def status_impl(
+        request: Request, pods: list[JSON], who: Identity, edge: Edge
+    ) -> JSONResponse:
+        uids = [pod_meta(p)[2] for p in pods]
+        owners = owned_or_refuse(edge, who, uids)
+        mine = [p for p in pods if pod_meta(p)[2] in owners]
+        if not mine:
+            return JSONResponse([])
+        statuses: list[PodStatus] = await forward(
+            edge.plugin.status(mine, session=request.state.session, headers=plugin_headers(who))
+        )
+        statuses = [s for s in statuses if s.UID in owners]
+        metrics.observe_statuses(statuses)
+        return JSONResponse([dump(s) for s in statuses])
+
+    @app.get("/status", response_model=list[PodStatus], tags=["VK → API server"])
+    async def status(
+        request: Request, pods: Annotated[list[Pod], Body()], who: Caller, edge: EdgeDep
+    ) -> JSONResponse:
+        """Statuses of all these pods in one call (pods of other tenants are refused)."""
+        return await status_impl(request, pods, who, edge)
+
+    @app.post("/status", include_in_schema=False)
+    async def status_post(
+        request: Request, pods: Annotated[list[Pod], Body()], who: Caller, edge: EdgeDep
+    ) -> JSONResponse:
+        return await status_impl(request, pods, who, edge)
+
+    async def logs_impl(request: Request, req: LogStruct, who: Identity, edge: Edge) -> Response:
+        owners = owned_or_refuse(edge, who, [req.PodUID])
+        if req.PodUID not in owners:
+            raise NotFound(f"pod {req.Namespace}/{req.PodName} is not known to this API server")
+        headers = plugin_headers(who)
+        session = request.state.session
+        if not req.Opts.Follow:
+            body: bytes = await forward(edge.plugin.logs(req, session=session, headers=headers))
+            return Response(body, media_type="text/plain")
+        stream = edge.plugin.follow_logs(req, session=session, headers=headers)
+        first = await forward(anext(stream, b""))
+
+        async def relay() -> AsyncIterator[bytes]:
+            try:
+                if first:
+                    yield first
+                async for chunk in stream:
+                    yield chunk
+            finally:
+                await stream.aclose()
+
+        return StreamingResponse(relay(), media_type="text/plain")
+
+    @app.get("/getLogs", response_class=PlainTextResponse, tags=["VK → API server"])
+    async def get_logs(
+        request: Request, req: Annotated[LogStruct, Body()], who: Caller, edge: EdgeDep
+    ) -> Response:
+        """A container's log as text; streamed while the container runs when Opts.Follow."""
+        return await logs_impl(request, req, who, edge)
+
+    @app.post("/getLogs", include_in_schema=False)
+    async def get_logs_post(
+        request: Request, req: Annotated[LogStruct, Body()], who: Caller, edge: EdgeDep
+    ) -> Response:
+        return await logs_impl(request, req, who, edge)
+
+    @app.post("/pinglink", tags=["VK → API server"])
+    async def pinglink(request: Request, who: Caller, edge: EdgeDep) -> JSONResponse:
+        """Check the whole path to the plugin; answers the plugin's ping (status, capacity)."""
+        answer = await forward(edge.plugin.ping(session=request.state.session))
+        return JSONResponse(dump(answer))
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """Liveness of the API server itself (does not call the plugin)."""
+        return {"status": "ok"}
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"])
+    async def prometheus() -> Response:
+        """Prometheus metrics."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return BodyLimit(app, config.max_request_bytes)
+
+
+_ROUTES = {"/create", "/delete", "/status", "/getLogs", "/pinglink", "/healthz", "/metrics"}
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def register_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``interlink api``: run the API server."""
+    p = sub.add_parser("api", help="run the interLink API server (the edge)")
+    p.add_argument("--config", "-c", type=Path, help="YAML configuration file")
+    p.add_argument("--host", help="listen address (listen.host)")
+    p.add_argument("--port", type=int, help="listen port (listen.port)")
+    p.add_argument("--socket", type=Path, help="listen on a unix socket (listen.socket)")
+    p.add_argument("--plugin", help="plugin URL, unix:///path.sock or http(s)://... (plugin.url)")
+    p.add_argument("--state-dir", type=Path, help="state directory (state_dir)")
+    p.add_argument(
+        "--insecure-dev-token",
+        help="accept this fixed token as tenant 'dev' (local demos only; warns loudly)",
+    )
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_config(
+        ApiServerConfig,
+        args.config,
+        {
+            "listen.host": args.host,
+            "listen.port": args.port,
+            "listen.socket": str(args.socket) if args.socket else None,
+            "plugin.url": args.plugin,
+            "state_dir": str(args.state_dir) if args.state_dir else None,
+            "auth.insecure_dev_token": args.insecure_dev_token,
+        },
+    )
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    listen = config.listen_spec()
+    log.info("interLink API server on %s, plugin at %s", listen.describe(), config.plugin.url)
+    run(make_app(config), listen, log_level=args.log_level)
+    return 0
+
+
+__all__ = ["ApiServerConfig", "make_app", "register_command", "retrieved_pod_data"]

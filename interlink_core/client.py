@@ -1,0 +1,392 @@
+"""Async clients for the interLink wire contract.
+
+:class:`InterLinkClient` talks to an interLink API server (used by the VK and by Dask's direct
+mode); :class:`PluginClient` talks to a plugin (used by the API server). Both go over HTTPS, HTTP
+or a unix socket (``unix:///path/to.sock``), retry with backoff on connection errors and 5xx
+answers (never on 4xx), and carry the ``InterLink-Http-Session`` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import ssl
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .errors import BackendUnavailable, InterLinkError
+from .models import (
+    JSON,
+    POD_STATUS_LIST,
+    CreateStruct,
+    LogStruct,
+    PingAnswer,
+    PodCreateRequests,
+    PodStatus,
+    RetrievedPodData,
+    dump,
+)
+
+SESSION_HEADER = "InterLink-Http-Session"
+TokenSource = Callable[[], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retry policy: ``attempts`` tries in all, exponential backoff with jitter."""
+
+    attempts: int = 5
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based)."""
+        d: float = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return d * (0.5 + random.random() / 2)  # noqa: S311
+
+
+class RemoteError(InterLinkError):
+    """A non-200 answer, with the remote's status and message."""
+
+
+def _message(resp: httpx.Response) -> str:
+    try:
+        body = resp.json()
+        if isinstance(body, dict) and "error" in body:
+            return str(body["error"])
+        if isinstance(body, dict) and "detail" in body:
+            return str(body["detail"])
+    except (ValueError, json.JSONDecodeError):
+        pass
+    return resp.text.strip() or resp.reason_phrase
+
+
+def make_http_client(
+    url: str,
+    *,
+    ca_file: Path | None = None,
+    client_cert: tuple[Path, Path] | None = None,
+    timeout: float = 30.0,
+    verify: bool = True,
+) -> tuple[httpx.AsyncClient, str]:
+    """An httpx client and base URL for ``url`` (``unix:///path`` selects a unix socket)."""
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+    if url.startswith("unix://"):
+        transport = httpx.AsyncHTTPTransport(uds=url.removeprefix("unix://"), limits=limits)
+        return httpx.AsyncClient(transport=transport, timeout=timeout), "http://localhost"
+    ctx: ssl.SSLContext | bool = verify
+    if url.startswith("https://") and (ca_file or client_cert):
+        ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        if client_cert:
+            ctx.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
+    return (
+        httpx.AsyncClient(verify=ctx, timeout=timeout, limits=limits),
+        url.rstrip("/"),
+    )
+
+
+class _Wire:
+    """Requests with retries, session header and error mapping."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base: str,
+        retry: Retry,
+        token: TokenSource | None = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        self.http = http
+        self.base = base
+        self.retry = retry
+        self.token = token
+        self.extra_headers = extra_headers or {}
+
+    async def headers(
+        self, session: str | None, extra: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        h = {SESSION_HEADER: session or uuid.uuid4().hex, **self.extra_headers, **(extra or {})}
+        if self.token is not None:
+            tok = await self.token()
+            if tok:
+                h["Authorization"] = f"Bearer {tok}"
+        return h
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        *,
+        session: str | None = None,
+        ok: tuple[int, ...] = (200,),
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send ``body`` as JSON; retry connection errors and 5xx; raise on other non-OK."""
+        content = json.dumps(body).encode()
+        last: Exception | None = None
+        for attempt in range(1, self.retry.attempts + 1):
+            sent = await self.headers(session, headers)
+            sent["Content-Type"] = "application/json"
+            try:
+                resp = await self.http.request(
+                    method, self.base + path, content=content, headers=sent
+                )
+            except (httpx.TransportError, OSError) as exc:
+                last = BackendUnavailable(f"cannot reach {self.base}{path}: {exc!r}")
+            else:
+                if resp.status_code in ok:
+                    return resp
+                err = RemoteError(_message(resp), resp.status_code)
+                if resp.status_code < 500:
+                    raise err
+                last = err
+            if attempt < self.retry.attempts:
+                await asyncio.sleep(self.retry.delay(attempt))
+        assert last is not None
+        raise last
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        *,
+        session: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """A streamed answer (for followed logs); only connecting is retried."""
+        content = json.dumps(body).encode()
+        for attempt in range(1, self.retry.attempts + 1):
+            sent = await self.headers(session, headers)
+            sent["Content-Type"] = "application/json"
+            req = self.http.build_request(
+                method,
+                self.base + path,
+                content=content,
+                headers=sent,
+                timeout=httpx.Timeout(30.0, read=None),
+            )
+            try:
+                resp = await self.http.send(req, stream=True)
+            except (httpx.TransportError, OSError) as exc:
+                if attempt == self.retry.attempts:
+                    raise BackendUnavailable(f"cannot reach {self.base}{path}: {exc!r}") from None
+                await asyncio.sleep(self.retry.delay(attempt))
+                continue
+            try:
+                if resp.status_code != 200:
+                    await resp.aread()
+                    if resp.status_code >= 500 and attempt < self.retry.attempts:
+                        await asyncio.sleep(self.retry.delay(attempt))
+                        continue
+                    raise RemoteError(_message(resp), resp.status_code)
+                yield resp
+                return
+            finally:
+                await resp.aclose()
+
+
+class _ClientBase:
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: TokenSource | None = None,
+        ca_file: Path | None = None,
+        client_cert: tuple[Path, Path] | None = None,
+        timeout: float = 30.0,
+        retry: Retry | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        http, base = make_http_client(
+            url, ca_file=ca_file, client_cert=client_cert, timeout=timeout
+        )
+        self.url = url
+        self.wire = _Wire(http, base, retry or Retry(), token, headers)
+
+    async def aclose(self) -> None:
+        """Close connections."""
+        await self.wire.http.aclose()
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def status(
+        self, pods: list[JSON], session: str | None = None, headers: dict[str, str] | None = None
+    ) -> list[PodStatus]:
+        """Statuses of these pods, in one call."""
+        resp = await self.wire.call("GET", "/status", pods, session=session, headers=headers)
+        return POD_STATUS_LIST.validate_python(resp.json())
+
+    async def logs(
+        self, request: LogStruct, session: str | None = None, headers: dict[str, str] | None = None
+    ) -> bytes:
+        """A container's log (not followed)."""
+        body = dump(request)
+        resp = await self.wire.call("GET", "/getLogs", body, session=session, headers=headers)
+        return resp.content
+
+    async def follow_logs(
+        self, request: LogStruct, session: str | None = None, headers: dict[str, str] | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """A container's log as a stream (``Opts.Follow`` is set for you)."""
+        body = dump(request)
+        body["Opts"]["Follow"] = True
+        async with self.wire.stream(
+            "GET", "/getLogs", body, session=session, headers=headers
+        ) as resp:
+            async for chunk in resp.aiter_bytes():
+                yield chunk
+
+
+class InterLinkClient(_ClientBase):
+    """Client of an interLink API server (the VK side of the wire contract)."""
+
+    async def create(
+        self,
+        request: PodCreateRequests,
+        session: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> CreateStruct:
+        """Create a pod remotely. Safe to retry: the edge creates at most one job per pod UID."""
+        resp = await self.wire.call(
+            "POST", "/create", dump(request), session=session, ok=(200, 201), headers=headers
+        )
+        data = resp.json()
+        if isinstance(data, list):
+            data = data[0] if data else {}
+        return CreateStruct.model_validate(data)
+
+    async def delete(
+        self, pod: JSON, session: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        """Delete a pod remotely; returns when the edge confirmed it."""
+        await self.wire.call("DELETE", "/delete", pod, session=session, headers=headers)
+
+    async def ping(
+        self, session: str | None = None, headers: dict[str, str] | None = None
+    ) -> PingAnswer:
+        """Health and capacity of the edge."""
+        resp = await self.wire.call("POST", "/pinglink", None, session=session, headers=headers)
+        return PingAnswer.from_body(resp.content)
+
+
+class PluginClient(_ClientBase):
+    """Client of a plugin (the API server side of the wire contract)."""
+
+    async def create(
+        self,
+        data: RetrievedPodData,
+        session: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> CreateStruct:
+        """Hand one pod to the plugin; a 201 is accepted as success (upstream quirk)."""
+        resp = await self.wire.call(
+            "POST", "/create", dump(data), session=session, ok=(200, 201), headers=headers
+        )
+        answer = resp.json()
+        if isinstance(answer, list):
+            answer = answer[0] if answer else {}
+        return CreateStruct.model_validate(answer)
+
+    async def delete(
+        self, pod: JSON, session: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        """Delete a pod on the plugin."""
+        await self.wire.call("POST", "/delete", pod, session=session, headers=headers)
+
+    async def ping(
+        self, session: str | None = None, headers: dict[str, str] | None = None
+    ) -> PingAnswer:
+        """The plugin's ping: ``GET /status`` with ``[]``."""
+        resp = await self.wire.call("GET", "/status", [], session=session, headers=headers)
+        return PingAnswer.from_body(resp.content)
+
+
+# --- tokens -------------------------------------------------------------------------------------
+
+
+def static_token(token: str) -> TokenSource:
+    """A token that never changes."""
+
+    async def get() -> str | None:
+        return token
+
+    return get
+
+
+def token_file(path: Path) -> TokenSource:
+    """A token read from a file at each call (for tokens rotated on disk)."""
+
+    async def get() -> str | None:
+        return (await asyncio.to_thread(path.read_text)).strip()
+
+    return get
+
+
+class ClientCredentials:
+    """OAuth2 client-credentials grant against an OIDC issuer, cached until shortly before it
+    expires. Usable as a :data:`TokenSource`."""
+
+    def __init__(
+        self,
+        issuer: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        audience: str | None = None,
+        scope: str | None = None,
+        ca_file: Path | None = None,
+    ) -> None:
+        self.issuer = issuer.rstrip("/")
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.audience = audience
+        self.scope = scope
+        verify: ssl.SSLContext | bool = True
+        if ca_file:
+            verify = ssl.create_default_context(cafile=str(ca_file))
+        self._http = httpx.AsyncClient(verify=verify, timeout=15.0)
+        self._token: str | None = None
+        self._expires = 0.0
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> str | None:
+        async with self._lock:
+            if self._token and time.time() < self._expires - 60:
+                return self._token
+            disc = (await self._http.get(self.issuer + "/.well-known/openid-configuration")).json()
+            form = {"grant_type": "client_credentials"}
+            if self.audience:
+                form["audience"] = self.audience
+            if self.scope:
+                form["scope"] = self.scope
+            resp = await self._http.post(
+                disc["token_endpoint"], data=form, auth=(self.client_id, self.client_secret)
+            )
+            if resp.status_code != 200:
+                raise RemoteError(
+                    f"the issuer refused the client-credentials grant: {_message(resp)}",
+                    resp.status_code,
+                )
+            body = resp.json()
+            self._token = str(body["access_token"])
+            self._expires = time.time() + float(body.get("expires_in", 300))
+            return self._token
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._http.aclose()

@@ -1,0 +1,153 @@
+"""``interlink doctor``: check configuration, plugin socket, issuer, token and the path to the
+plugin, and say exactly what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from .apiserver import ApiServerConfig
+from .auth import JWKSCache
+from .client import InterLinkClient, PluginClient, RemoteError, Retry, static_token
+from .config import load_config
+from .errors import ConfigError, InterLinkError
+
+
+@dataclass
+class Report:
+    """Check results, printed as they come."""
+
+    failures: int = 0
+    lines: list[str] = field(default_factory=list)
+
+    def ok(self, what: str) -> None:
+        self._say(f"  ok    {what}")
+
+    def fail(self, what: str, fix: str) -> None:
+        self.failures += 1
+        self._say(f"  FAIL  {what}\n        fix: {fix}")
+
+    def _say(self, line: str) -> None:
+        self.lines.append(line)
+        print(line, flush=True)
+
+
+def register_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``interlink doctor``."""
+    p = sub.add_parser("doctor", help="diagnose an interLink setup and say what to fix")
+    p.add_argument("--config", "-c", type=Path, help="API server configuration to check")
+    p.add_argument("--plugin", help="plugin URL to check (default: from --config)")
+    p.add_argument("--url", help="API server URL to check, e.g. http://127.0.0.1:3000")
+    p.add_argument("--token", help="bearer token to present to the API server")
+    p.add_argument("--ca-file", type=Path, help="CA bundle for an HTTPS API server")
+    p.set_defaults(func=lambda a: asyncio.run(diagnose(a)))
+
+
+async def diagnose(args: argparse.Namespace) -> int:
+    """Run every check that the arguments allow; exit status 1 if any failed."""
+    report = Report()
+    plugin_url = args.plugin
+    config: ApiServerConfig | None = None
+    if args.config:
+        try:
+            config = load_config(ApiServerConfig, args.config)
+            report.ok(f"configuration {args.config} is valid")
+            plugin_url = plugin_url or config.plugin.resolved_url()
+        except ConfigError as exc:
+            report.fail(str(exc), "correct the keys named above")
+    if plugin_url:
+        await check_plugin(report, plugin_url)
+    if config and config.auth.oidc:
+        jwks = JWKSCache(config.auth.oidc)
+        try:
+            await jwks.key("")
+            report.ok(f"OIDC issuer {config.auth.oidc.issuer} publishes {len(jwks._keys)} key(s)")
+        except InterLinkError as exc:
+            report.fail(exc.message, "check auth.oidc.issuer, auth.oidc.ca_file and the network")
+        finally:
+            await jwks.close()
+    if args.url:
+        await check_api(report, args.url, args.token, args.ca_file)
+    if not (args.config or plugin_url or args.url):
+        report.fail("nothing to check", "give --config, --plugin or --url (see --help)")
+    print("all checks passed" if not report.failures else f"{report.failures} check(s) failed")
+    return 1 if report.failures else 0
+
+
+def socket_problem(path: Path) -> str | None:
+    """What is wrong with a unix socket path, if anything."""
+    if not path.exists():
+        return f"plugin socket {path} does not exist"
+    if not stat.S_ISSOCK(path.stat().st_mode):
+        return f"{path} is not a socket"
+    return None
+
+
+async def check_plugin(report: Report, url: str) -> None:
+    """Is the plugin socket there, and does the plugin answer a ping?"""
+    if url.startswith("unix://"):
+        path = Path(url.removeprefix("unix://"))
+        problem = socket_problem(path)
+        if problem:
+            report.fail(problem, "start the plugin (interlink plugin <backend>) or fix plugin.url")
+            return
+        report.ok(f"plugin socket {path} exists")
+    async with PluginClient(url, retry=Retry(attempts=1), timeout=10) as plugin:
+        try:
+            answer = await plugin.ping()
+        except InterLinkError as exc:
+            report.fail(
+                f"plugin at {url} does not answer: {exc.message}",
+                "check that the plugin runs and its log for errors",
+            )
+            return
+    res = answer.resources
+    capacity = f" (cpu {res.cpu}, memory {res.memory}, pods {res.pods})" if res else ""
+    report.ok(f"plugin answers ping: {answer.status}{capacity}")
+
+
+async def check_api(report: Report, url: str, token: str | None, ca_file: Path | None) -> None:
+    """Is the API server up, is the token accepted, does it reach its plugin?"""
+    verify = str(ca_file) if ca_file else True
+    try:
+        async with httpx.AsyncClient(timeout=10, verify=verify) as http:
+            resp = await http.get(url.rstrip("/") + "/healthz")
+        resp.raise_for_status()
+        report.ok(f"API server {url} is up")
+    except httpx.HTTPError as exc:
+        report.fail(
+            f"API server {url} is not reachable: {exc!r}",
+            "start it (interlink api / interlink up) or fix --url",
+        )
+        return
+    if not token:
+        report.fail(
+            "no token given, cannot check authentication", "pass --token (e.g. $INTERLINK_TOKEN)"
+        )
+        return
+    async with InterLinkClient(
+        url, token=static_token(token), ca_file=ca_file, retry=Retry(attempts=1), timeout=15
+    ) as api:
+        try:
+            answer = await api.ping()
+        except RemoteError as exc:
+            if exc.status_code in (401, 403):
+                report.fail(
+                    f"the API server refuses the token: {exc.message}",
+                    "get a fresh token for this server's issuer and audience",
+                )
+            else:
+                report.fail(
+                    f"the API server cannot reach its plugin: {exc.message}",
+                    "check the plugin (interlink doctor --config <api.yaml>)",
+                )
+            return
+        except InterLinkError as exc:
+            report.fail(exc.message, "check the URL and the network")
+            return
+    report.ok(f"token accepted; the API server reaches its plugin ({answer.status})")

@@ -1,0 +1,19 @@
+"""Shared fixtures: the real OIDC issuer of the test world (one per session)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.helpers.world import Issuer, start_issuer, stop
+
+
+@pytest.fixture(scope="session")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Issuer]:
+    """nanoidp over HTTPS on loopback, with two VK clients and two users."""
+    running = start_issuer(tmp_path_factory.mktemp("issuer"))
+    try:
+        yield running
+    finally:
+        stop(running.proc)

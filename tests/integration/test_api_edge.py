@@ -1,0 +1,336 @@
+"""API server + local plugin over a real unix socket: lifecycle, logs, tenancy, bad input,
+plugin crash, driven through our own async client with tokens from the real issuer."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from interlink_core.client import ClientCredentials, InterLinkClient, RemoteError, Retry
+from interlink_core.models import LogStruct, PodCreateRequests, PodStatus
+from tests.helpers.world import Issuer, Service, start_api, start_plugin
+
+pytestmark = pytest.mark.integration
+
+
+def make_pod(
+    name: str, command: list[str], namespace: str = "default", **spec: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4())},
+        "spec": {
+            "containers": [{"name": "main", "image": "busybox", "command": command}],
+            "terminationGracePeriodSeconds": 2,
+            **spec,
+        },
+    }
+
+
+def phase(s: PodStatus) -> str:
+    state = (s.containers[0].get("state") or {}) if s.containers else {}
+    if "terminated" in state:
+        return "failed" if state["terminated"].get("exitCode") else "succeeded"
+    return "running" if "running" in state else "pending"
+
+
+@pytest.fixture(scope="module")
+def plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    svc = start_plugin(tmp_path_factory.mktemp("plugin"))
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="module")
+def api(
+    issuer: Issuer, plugin: Service, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    svc = start_api(
+        tmp_path_factory.mktemp("api"),
+        {
+            "plugin": {"url": plugin.url},
+            "max_request_bytes": 256 * 1024,
+            "auth": {
+                "oidc": {
+                    "issuer": issuer.url,
+                    "audience": issuer.audience,
+                    "ca_file": str(issuer.ca_file),
+                }
+            },
+        },
+    )
+    yield svc
+    svc.stop()
+
+
+def client_for(api: Service, issuer: Issuer, client_id: str) -> InterLinkClient:
+    tokens = ClientCredentials(
+        issuer.url, client_id, issuer.info["clients"][client_id], ca_file=issuer.ca_file
+    )
+    return InterLinkClient(api.url, token=tokens, retry=Retry(attempts=6, base_delay=0.2))
+
+
+@pytest.fixture
+async def vk_a(api: Service, issuer: Issuer) -> AsyncIterator[InterLinkClient]:
+    async with client_for(api, issuer, "vk-cluster-a") as c:
+        yield c
+
+
+@pytest.fixture
+async def vk_b(api: Service, issuer: Issuer) -> AsyncIterator[InterLinkClient]:
+    async with client_for(api, issuer, "vk-cluster-b") as c:
+        yield c
+
+
+async def wait_phase(
+    c: InterLinkClient, pod: dict[str, Any], want: str, timeout: float = 15
+) -> PodStatus:
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: list[PodStatus] = []
+    while asyncio.get_running_loop().time() < deadline:
+        last = await c.status([pod])
+        if last and phase(last[0]) == want:
+            return last[0]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"pod never reached {want}: {last}")
+
+
+def log_req(pod: dict[str, Any], **opts: Any) -> LogStruct:
+    m = pod["metadata"]
+    return LogStruct(
+        Namespace=m["namespace"],
+        PodUID=m["uid"],
+        PodName=m["name"],
+        ContainerName="main",
+        Opts=opts,
+    )
+
+
+async def test_full_lifecycle_with_logs(vk_a: InterLinkClient) -> None:
+    pod = make_pod("hello", ["sh", "-c", "echo one; sleep 0.5; echo two"])
+    created = await vk_a.create(PodCreateRequests(pod=pod))
+    assert created.PodUID == pod["metadata"]["uid"] and created.PodJID
+    running = await wait_phase(vk_a, pod, "running")
+    assert running.JID == created.PodJID
+    done = await wait_phase(vk_a, pod, "succeeded")
+    assert done.containers[0]["state"]["terminated"]["exitCode"] == 0
+    assert await vk_a.logs(log_req(pod)) == b"one\ntwo\n"
+    assert await vk_a.logs(log_req(pod, Tail=1)) == b"two\n"
+    stamped = await vk_a.logs(log_req(pod, Timestamps=True))
+    assert stamped.split(b" ", 1)[1] == b"one\n"
+    await vk_a.delete(pod)
+    assert await vk_a.status([pod]) == []
+
+
+async def test_create_is_idempotent_per_uid(vk_a: InterLinkClient) -> None:
+    pod = make_pod("twice", ["sh", "-c", "sleep 5"])
+    first, second = await asyncio.gather(
+        vk_a.create(PodCreateRequests(pod=pod)), vk_a.create(PodCreateRequests(pod=pod))
+    )
+    assert first.PodJID == second.PodJID
+    third = await vk_a.create(PodCreateRequests(pod=pod))
+    assert third.PodJID == first.PodJID
+    await vk_a.delete(pod)
+
+
+async def test_failed_container_reports_exit_code(vk_a: InterLinkClient) -> None:
+    pod = make_pod("fails", ["sh", "-c", "echo bad >&2; exit 3"])
+    await vk_a.create(PodCreateRequests(pod=pod))
+    done = await wait_phase(vk_a, pod, "failed")
+    assert done.containers[0]["state"]["terminated"]["exitCode"] == 3
+    assert await vk_a.logs(log_req(pod)) == b"bad\n"
+    await vk_a.delete(pod)
+
+
+async def test_follow_streams_lines_as_they_are_written(vk_a: InterLinkClient) -> None:
+    pod = make_pod("ticker", ["sh", "-c", "for i in 1 2 3; do echo tick$i; sleep 0.4; done"])
+    await vk_a.create(PodCreateRequests(pod=pod))
+    await wait_phase(vk_a, pod, "running")
+    seen: list[tuple[float, bytes]] = []
+    loop = asyncio.get_running_loop()
+    async for chunk in vk_a.follow_logs(log_req(pod)):
+        seen.append((loop.time(), chunk))
+    text = b"".join(c for _, c in seen)
+    assert text == b"tick1\ntick2\ntick3\n"
+    assert len(seen) >= 2 and seen[-1][0] - seen[0][0] > 0.3  # streamed, not one answer at the end
+    await vk_a.delete(pod)
+
+
+async def test_delete_stops_a_running_pod(vk_a: InterLinkClient) -> None:
+    pod = make_pod("sleeper", ["sleep", "60"])
+    await vk_a.create(PodCreateRequests(pod=pod))
+    await wait_phase(vk_a, pod, "running")
+    t0 = asyncio.get_running_loop().time()
+    await vk_a.delete(pod)
+    assert asyncio.get_running_loop().time() - t0 < 10
+    assert await vk_a.status([pod]) == []
+
+
+async def test_tenants_with_same_pod_names_are_isolated(
+    vk_a: InterLinkClient, vk_b: InterLinkClient
+) -> None:
+    pod_a = make_pod("shared-name", ["sh", "-c", "echo from-a; sleep 30"])
+    pod_b = make_pod("shared-name", ["sh", "-c", "echo from-b; sleep 30"])
+    await vk_a.create(PodCreateRequests(pod=pod_a))
+    await vk_b.create(PodCreateRequests(pod=pod_b))
+    await wait_phase(vk_a, pod_a, "running")
+    await wait_phase(vk_b, pod_b, "running")
+    await asyncio.sleep(0.3)
+    assert await vk_a.logs(log_req(pod_a)) == b"from-a\n"
+    assert await vk_b.logs(log_req(pod_b)) == b"from-b\n"
+    for call in (
+        vk_b.status([pod_a]),
+        vk_b.logs(log_req(pod_a)),
+        vk_b.delete(pod_a),
+        vk_b.create(PodCreateRequests(pod=pod_a)),
+    ):
+        with pytest.raises(RemoteError) as err:
+            await call
+        assert err.value.status_code == 403
+        assert "another tenant" in err.value.message
+    # A's pod is untouched by B's attempts
+    assert phase((await vk_a.status([pod_a]))[0]) == "running"
+    mixed = await vk_a.status([pod_a])
+    assert [s.UID for s in mixed] == [pod_a["metadata"]["uid"]]
+    await vk_a.delete(pod_a)
+    await vk_b.delete(pod_b)
+
+
+async def test_plugin_killed_mid_flight_then_restarted(issuer: Issuer, tmp_path: Path) -> None:
+    plugin = start_plugin(tmp_path / "plugin")
+    api = start_api(
+        tmp_path / "api",
+        {
+            "plugin": {"url": plugin.url},
+            "auth": {
+                "oidc": {
+                    "issuer": issuer.url,
+                    "audience": issuer.audience,
+                    "ca_file": str(issuer.ca_file),
+                }
+            },
+        },
+    )
+    try:
+        async with client_for(api, issuer, "vk-cluster-a") as vk:
+            pods = [
+                make_pod(f"p{i}", ["sh", "-c", f"echo start{i}; sleep 3; echo end{i}"])
+                for i in range(5)
+            ]
+            jids = [(await vk.create(PodCreateRequests(pod=p))).PodJID for p in pods]
+            for p in pods:
+                await wait_phase(vk, p, "running")
+            plugin.stop(signal.SIGKILL)
+            # the API server answers 502 while the plugin is down; no silent success
+            async with InterLinkClient(
+                api.url, token=vk.wire.token, retry=Retry(attempts=1)
+            ) as once:
+                with pytest.raises(RemoteError) as err:
+                    await once.status(pods)
+                assert err.value.status_code == 502
+            plugin = start_plugin(tmp_path / "plugin")
+            statuses = await vk.status(pods)
+            assert sorted(s.JID for s in statuses) == sorted(jids)
+            for p in pods:
+                await wait_phase(vk, p, "succeeded")
+            for i, p in enumerate(pods):
+                assert await vk.logs(log_req(p)) == f"start{i}\nend{i}\n".encode()
+                # a repeated create after the crash never starts a second job
+                assert (await vk.create(PodCreateRequests(pod=p))).PodJID == jids[i]
+                await vk.delete(p)
+    finally:
+        api.stop()
+        plugin.stop()
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+def raw(api: Service, issuer: Issuer, method: str, path: str, **kw: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {issuer.client_token()}", **kw.pop("headers", {})}
+    return httpx.request(method, api.url + path, headers=headers, timeout=30, **kw)
+
+
+def test_malformed_json_is_400(api: Service, issuer: Issuer) -> None:
+    resp = raw(
+        api,
+        issuer,
+        "POST",
+        "/create",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
+    assert resp.status_code == 400
+    assert "not valid JSON" in resp.json()["error"]
+
+
+def test_wrong_types_and_missing_fields_name_the_field(api: Service, issuer: Issuer) -> None:
+    resp = raw(api, issuer, "POST", "/create", json={"pod": "a string"})
+    assert resp.status_code == 422 and "pod" in resp.json()["error"]
+    resp = raw(api, issuer, "POST", "/create", json={"configmaps": []})
+    assert resp.status_code == 422 and "pod: Field required" in resp.json()["error"]
+    resp = raw(
+        api, issuer, "POST", "/create", json={"pod": {"metadata": {"name": "x", "namespace": "y"}}}
+    )
+    assert resp.status_code == 422 and "pod.metadata.uid" in resp.json()["error"]
+    resp = raw(api, issuer, "GET", "/status", json={"not": "a list"})
+    assert resp.status_code == 422
+
+
+def test_log_request_with_tail_and_bytes_is_422(api: Service, issuer: Issuer) -> None:
+    body = {
+        "Namespace": "n",
+        "PodUID": "u",
+        "PodName": "p",
+        "ContainerName": "c",
+        "Opts": {"Tail": 3, "Bytes": 100},
+    }
+    resp = raw(api, issuer, "GET", "/getLogs", json=body)
+    assert resp.status_code == 422
+    assert "Opts.Tail and Opts.Bytes" in resp.json()["error"]
+
+
+def test_oversized_body_is_413(api: Service, issuer: Issuer) -> None:
+    big = make_pod("big", ["true"])
+    big["metadata"]["annotations"] = {"blob": "x" * (300 * 1024)}
+    resp = raw(api, issuer, "POST", "/create", json={"pod": big})
+    assert resp.status_code == 413
+    assert "max_request_bytes" in resp.json()["error"]
+
+    # also when the client streams without a Content-Length
+    def chunks() -> Iterator[bytes]:
+        yield b'{"pod": {"metadata": {"name": "'
+        for _ in range(40):
+            yield b"y" * 10_000
+        yield b'"}}}'
+
+    resp = raw(
+        api,
+        issuer,
+        "POST",
+        "/create",
+        content=chunks(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert resp.status_code == 413
+
+
+def test_metrics_count_requests_and_pods(api: Service) -> None:
+    text = httpx.get(api.url + "/metrics").text
+    assert "interlink_api_requests_total" in text
+    assert 'interlink_api_pods{state="running"}' in text
+    assert "interlink_api_request_seconds_bucket" in text
+
+
+def test_openapi_document_is_served(api: Service) -> None:
+    doc = httpx.get(api.url + "/openapi.json").json()
+    for route in ("/create", "/delete", "/status", "/getLogs", "/pinglink"):
+        assert route in doc["paths"]

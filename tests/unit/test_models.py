@@ -1,0 +1,130 @@
+"""Wire models against golden files written in upstream interLink's field names."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from interlink_core.apiserver import retrieved_pod_data
+from interlink_core.models import (
+    POD_STATUS_LIST,
+    ContainerLogOpts,
+    CreateStruct,
+    LogStruct,
+    PingAnswer,
+    PodCreateRequests,
+    RetrievedPodData,
+    dump,
+    validation_message,
+)
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+
+
+def golden(name: str) -> object:
+    return json.loads((GOLDEN / name).read_text())
+
+
+def test_vk_create_request_round_trips_in_upstream_form() -> None:
+    raw = golden("vk_create_request.json")
+    req = PodCreateRequests.model_validate(raw)
+    out = dump(req)
+    assert out["pod"] == raw["pod"]  # type: ignore[index]
+    assert out["persistentvolumes"] == []  # Go's null slice accepted, emitted as a list
+    assert set(out) == {
+        "pod",
+        "configmaps",
+        "secrets",
+        "persistentvolumes",
+        "projectedvolumesmaps",
+        "jobscriptURL",
+    }
+
+
+def test_api_server_splits_create_into_plugin_request_per_container() -> None:
+    req = PodCreateRequests.model_validate(golden("vk_create_request.json"))
+    expected = golden("plugin_create_request.json")
+    expected["pod"] = req.pod  # type: ignore[index]
+    data = dump(retrieved_pod_data(req))
+    assert data == expected
+    assert "jobConfig" not in data and "jobScript" not in data  # omitempty upstream
+    RetrievedPodData.model_validate(data)
+
+
+def test_create_response_and_status_response_round_trip() -> None:
+    assert dump(CreateStruct.model_validate(golden("create_response.json"))) == golden(
+        "create_response.json"
+    )
+    raw = golden("status_response.json")
+    statuses = POD_STATUS_LIST.validate_python(raw)
+    assert [dump(s) for s in statuses] == raw
+
+
+def test_status_accepts_go_nulls_and_go_field_names() -> None:
+    [s] = POD_STATUS_LIST.validate_python(
+        [
+            {
+                "PodName": "p",
+                "PodUID": "u",
+                "PodNamespace": "n",
+                "JobID": None,
+                "containers": None,
+                "initContainers": None,
+            }
+        ]
+    )
+    assert (s.name, s.UID, s.namespace, s.JID, s.containers) == ("p", "u", "n", "", [])
+
+
+def test_log_request_golden_and_zero_time() -> None:
+    raw = golden("log_request.json")
+    req = LogStruct.model_validate(raw)
+    assert req.Opts.SinceTime is None
+    assert dump(req) == raw
+
+
+def test_limit_bytes_alias_is_accepted_and_emitted_as_bytes() -> None:
+    req = LogStruct.model_validate(golden("log_request_limitbytes.json"))
+    assert req.Opts.Bytes == 512
+    out = dump(req)["Opts"]
+    assert out["Bytes"] == 512 and "LimitBytes" not in out
+
+
+def test_since_time_is_emitted_in_rfc3339() -> None:
+    opts = ContainerLogOpts(SinceTime=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    assert dump(opts)["SinceTime"] == "2026-01-02T03:04:05Z"
+
+
+@pytest.mark.parametrize(
+    ("opts", "field"),
+    [
+        ({"Tail": 5, "Bytes": 10}, "Opts.Tail and Opts.Bytes"),
+        ({"Tail": -1}, "Opts.Tail"),
+        ({"SinceSeconds": 5, "SinceTime": "2026-01-01T00:00:00Z"}, "SinceSeconds"),
+        ({"Bytes": "many"}, "Opts.Bytes"),
+    ],
+)
+def test_bad_log_options_name_the_field(opts: dict[str, object], field: str) -> None:
+    body = {"Namespace": "n", "PodUID": "u", "PodName": "p", "ContainerName": "c", "Opts": opts}
+    with pytest.raises(ValidationError) as err:
+        LogStruct.model_validate(body)
+    assert field in validation_message(err.value)
+
+
+def test_pod_without_uid_is_refused_naming_the_field() -> None:
+    with pytest.raises(ValidationError) as err:
+        PodCreateRequests.model_validate({"pod": {"metadata": {"name": "a", "namespace": "b"}}})
+    assert "pod.metadata.uid" in validation_message(err.value)
+
+
+def test_ping_answers_json_plain_text_and_empty() -> None:
+    full = PingAnswer.from_body(json.dumps(golden("ping_response.json")))
+    assert full.resources is not None and full.resources.accelerators[0].available == 4
+    assert dump(full) == golden("ping_response.json")
+    assert PingAnswer.from_body((GOLDEN / "ping_plain.txt").read_bytes()).status == "ok"
+    assert PingAnswer.from_body(b"").status == "ok"
+    assert PingAnswer.from_body(b"[]").resources is None
