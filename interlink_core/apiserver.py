@@ -136,18 +136,22 @@ class BodyLimit:
 
         async def limited() -> Message:
             nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
                     refused = True
-                    raise _TooLarge
+                    await self._refuse(send)
+                    return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._refuse(send)
+        async def guarded(message: Message) -> None:
+            if not refused:  # once refused, the app's own answer is dropped
+                await send(message)
+
+        await self.app(scope, limited, guarded)
 
     async def _refuse(self, send: Send) -> None:
         body = (
@@ -164,8 +168,39 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
-    pass
+class Observe:
+    """ASGI middleware: a session id on every request and response (``InterLink-Http-Session``,
+    made up if the caller sent none), and request count / latency metrics."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        wanted = SESSION_HEADER.lower().encode()
+        session = next((v for k, v in scope["headers"] if k == wanted), b"") or (
+            uuid.uuid4().hex.encode()
+        )
+        scope.setdefault("state", {})["session"] = session.decode(errors="replace")
+        route = scope["path"] if scope["path"] in _ROUTES else "other"
+        status = 500
+
+        async def tagged(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (wanted, session)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tagged)
+        finally:
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
 
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -202,10 +237,10 @@ class Metrics:
         self.pods = Gauge("interlink_api_pods", "Pods by last known state", ["state"], registry=r)
         self._refresh()
 
-    def observe_statuses(self, statuses: list[PodStatus]) -> None:
+    def observe_statuses(self, statuses: list[JSON]) -> None:
         """Remember each pod's state from a status answer."""
         for s in statuses:
-            self.pod_states[s.UID] = pod_state(s)
+            self.pod_states[str(s.get("UID", ""))] = pod_state(s.get("containers") or [])
         self._refresh()
 
     def forget(self, uid: str) -> None:
@@ -221,9 +256,9 @@ class Metrics:
             self.pods.labels(state).set(n)
 
 
-def pod_state(status: PodStatus) -> str:
+def pod_state(containers: list[JSON]) -> str:
     """pending / running / succeeded / failed from container states."""
-    states = [c.get("state") or {} for c in status.containers]
+    states = [c.get("state") or {} for c in containers]
     if any("terminated" in s and s["terminated"].get("exitCode", 0) != 0 for s in states):
         return "failed"
     if states and all("terminated" in s for s in states):
@@ -306,14 +341,32 @@ class Edge:
 bearer = HTTPBearer(auto_error=False, description="An OIDC access token for this API server")
 
 
+def get_edge(request: Request) -> Edge:
+    """The running API server's state."""
+    edge: Edge = request.app.state.edge
+    return edge
+
+
+async def identify(
+    request: Request,
+    _token: Annotated[Any, Depends(bearer)] = None,
+) -> Identity:
+    """Authenticate the caller (bearer token or TLS client certificate)."""
+    edge = get_edge(request)
+    cert = getattr(request.state, "tls_client_cert", None)
+    return await edge.auth.identify(request.headers.get("authorization"), cert or None)
+
+
+Caller = Annotated[Identity, Depends(identify)]
+EdgeDep = Annotated[Edge, Depends(get_edge)]
+
+
 def make_app(config: ApiServerConfig) -> Any:
     """The API server as an ASGI app (FastAPI wrapped in the body-size limit)."""
     from .tenancy import TenantRegistry
 
-    edge_holder: dict[str, Edge] = {}
-
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = config.state_dir.expanduser()
         state.mkdir(parents=True, exist_ok=True)
         edge = Edge(
@@ -327,7 +380,7 @@ def make_app(config: ApiServerConfig) -> Any:
             registry=TenantRegistry(state / "tenants.sqlite"),
             metrics=metrics,
         )
-        edge_holder["edge"] = edge
+        app.state.edge = edge
         try:
             yield
         finally:
@@ -348,42 +401,11 @@ def make_app(config: ApiServerConfig) -> Any:
         ),
     )
 
-    def get_edge() -> Edge:
-        return edge_holder["edge"]
-
-    async def identify(
-        request: Request,
-        _token: Annotated[Any, Depends(bearer)] = None,
-    ) -> Identity:
-        edge = get_edge()
-        cert = getattr(request.state, "tls_client_cert", None)
-        return await edge.auth.identify(request.headers.get("authorization"), cert or None)
-
-    Caller = Annotated[Identity, Depends(identify)]
-    EdgeDep = Annotated[Edge, Depends(get_edge)]
-
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Any) -> Response:
-        start = time.perf_counter()
-        session = request.headers.get(SESSION_HEADER) or uuid.uuid4().hex
-        request.state.session = session
-        response: Response = await call_next(request)
-        route = request.url.path if request.url.path in _ROUTES else "other"
-        metrics.requests.labels(route, str(response.status_code)).inc()
-        metrics.latency.labels(route).observe(time.perf_counter() - start)
-        response.headers[SESSION_HEADER] = session
-        return response
-
     @app.exception_handler(InterLinkError)
     async def _known(request: Request, exc: InterLinkError) -> JSONResponse:
         headers = {}
         if exc.status_code == 401:
             headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-        if isinstance(exc, RemoteError | BackendUnavailable):
-            route = request.url.path if request.url.path in _ROUTES else "other"
-            metrics.plugin_errors.labels(route).inc()
-            if isinstance(exc, BackendUnavailable):
-                exc = BackendUnavailable(f"plugin unavailable: {exc.message}", 502)
         return JSONResponse({"error": exc.message}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -403,13 +425,16 @@ def make_app(config: ApiServerConfig) -> Any:
     def plugin_headers(who: Identity) -> dict[str, str]:
         return {TENANT_HEADER: who.tenant, SUBJECT_HEADER: who.subject}
 
-    async def forward(call: Awaitable[Any]) -> Any:
+    async def forward(request: Request, call: Awaitable[Any]) -> Any:
+        """Await a plugin call; plugin failures become 502 and are counted."""
         try:
             return await call
-        except RemoteError as exc:
-            if exc.status_code >= 500:
-                raise RemoteError(f"the plugin failed: {exc.message}", 502) from None
-            raise
+        except (RemoteError, BackendUnavailable) as exc:
+            route = request.url.path if request.url.path in _ROUTES else "other"
+            metrics.plugin_errors.labels(route).inc()
+            if isinstance(exc, RemoteError) and exc.status_code < 500:
+                raise
+            raise BackendUnavailable(f"the plugin failed: {exc.message}", 502) from None
 
     def owned_or_refuse(edge: Edge, who: Identity, uids: list[str]) -> dict[str, Any]:
         owners = edge.registry.lookup(uids)
@@ -429,7 +454,8 @@ def make_app(config: ApiServerConfig) -> Any:
             return JSONResponse(dump(CreateStruct(PodUID=uid, PodJID=owned.job_id)))
         data = retrieved_pod_data(body)
         answer: CreateStruct = await forward(
-            edge.plugin.create(data, session=request.state.session, headers=plugin_headers(who))
+            request,
+            edge.plugin.create(data, session=request.state.session, headers=plugin_headers(who)),
         )
         edge.registry.set_job(uid, answer.PodJID)
         return JSONResponse(dump(CreateStruct(PodUID=uid, PodJID=answer.PodJID)))
@@ -440,7 +466,8 @@ def make_app(config: ApiServerConfig) -> Any:
         if uid not in owners:
             raise NotFound(f"pod uid {uid} is not known to this API server")
         await forward(
-            edge.plugin.delete(pod, session=request.state.session, headers=plugin_headers(who))
+            request,
+            edge.plugin.delete(pod, session=request.state.session, headers=plugin_headers(who)),
         )
         edge.registry.release(uid)
         metrics.forget(uid)
@@ -467,12 +494,15 @@ def make_app(config: ApiServerConfig) -> Any:
         mine = [p for p in pods if pod_meta(p)[2] in owners]
         if not mine:
             return JSONResponse([])
-        statuses: list[PodStatus] = await forward(
-            edge.plugin.status(mine, session=request.state.session, headers=plugin_headers(who))
+        statuses: list[JSON] = await forward(
+            request,
+            edge.plugin.status_json(
+                mine, session=request.state.session, headers=plugin_headers(who)
+            ),
         )
-        statuses = [s for s in statuses if s.UID in owners]
+        statuses = [s for s in statuses if isinstance(s, dict) and s.get("UID") in owners]
         metrics.observe_statuses(statuses)
-        return JSONResponse([dump(s) for s in statuses])
+        return JSONResponse(statuses)
 
     @app.get("/status", response_model=list[PodStatus], tags=["VK → API server"])
     async def status(
@@ -494,10 +524,12 @@ def make_app(config: ApiServerConfig) -> Any:
         headers = plugin_headers(who)
         session = request.state.session
         if not req.Opts.Follow:
-            body: bytes = await forward(edge.plugin.logs(req, session=session, headers=headers))
+            body: bytes = await forward(
+                request, edge.plugin.logs(req, session=session, headers=headers)
+            )
             return Response(body, media_type="text/plain")
         stream = edge.plugin.follow_logs(req, session=session, headers=headers)
-        first = await forward(anext(stream, b""))
+        first = await forward(request, anext(stream, b""))
 
         async def relay() -> AsyncIterator[bytes]:
             try:
@@ -526,7 +558,7 @@ def make_app(config: ApiServerConfig) -> Any:
     @app.post("/pinglink", tags=["VK → API server"])
     async def pinglink(request: Request, who: Caller, edge: EdgeDep) -> JSONResponse:
         """Check the whole path to the plugin; answers the plugin's ping (status, capacity)."""
-        answer = await forward(edge.plugin.ping(session=request.state.session))
+        answer = await forward(request, edge.plugin.ping(session=request.state.session))
         return JSONResponse(dump(answer))
 
     @app.get("/healthz", tags=["operations"])
@@ -550,7 +582,7 @@ def make_app(config: ApiServerConfig) -> Any:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return BodyLimit(app, config.max_request_bytes)
+    return BodyLimit(Observe(app, metrics), config.max_request_bytes)
 
 
 _ROUTES = {"/create", "/delete", "/status", "/getLogs", "/pinglink", "/healthz", "/metrics"}

@@ -224,12 +224,21 @@ class _ClientBase:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    async def status_json(
+        self, pods: list[JSON], session: str | None = None, headers: dict[str, str] | None = None
+    ) -> list[JSON]:
+        """Statuses of these pods in one call, as the JSON the remote sent."""
+        resp = await self.wire.call("GET", "/status", pods, session=session, headers=headers)
+        body = resp.json()
+        if not isinstance(body, list):
+            raise RemoteError(f"/status answered {type(body).__name__}, not a list", 502)
+        return body
+
     async def status(
         self, pods: list[JSON], session: str | None = None, headers: dict[str, str] | None = None
     ) -> list[PodStatus]:
         """Statuses of these pods, in one call."""
-        resp = await self.wire.call("GET", "/status", pods, session=session, headers=headers)
-        return POD_STATUS_LIST.validate_python(resp.json())
+        return POD_STATUS_LIST.validate_python(await self.status_json(pods, session, headers))
 
     async def logs(
         self, request: LogStruct, session: str | None = None, headers: dict[str, str] | None = None

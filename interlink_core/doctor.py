@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,7 +114,9 @@ async def check_plugin(report: Report, url: str) -> None:
 
 async def check_api(report: Report, url: str, token: str | None, ca_file: Path | None) -> None:
     """Is the API server up, is the token accepted, does it reach its plugin?"""
-    verify = str(ca_file) if ca_file else True
+    verify: ssl.SSLContext | bool = True
+    if ca_file:
+        verify = ssl.create_default_context(cafile=str(ca_file))
     try:
         async with httpx.AsyncClient(timeout=10, verify=verify) as http:
             resp = await http.get(url.rstrip("/") + "/healthz")

@@ -298,9 +298,9 @@ def resolve_env(
                 if ref.get("optional"):
                     continue
                 raise BadRequest(f"{field}.{kind}: {ref.get('name')!r} was not sent with the pod")
-            for key, value in decode(obj).items():
+            for key, raw in decode(obj).items():
                 if "=" not in key:
-                    env[prefix + key] = value.decode(errors="replace")
+                    env[prefix + key] = raw.decode(errors="replace")
     for i, var in enumerate(container.get("env") or []):
         field = f"{where}.env[{i}]"
         name = var.get("name")
@@ -310,9 +310,9 @@ def resolve_env(
         if not source:
             env[name] = expand(str(var.get("value") or ""), env)
             continue
-        value = _value_from(pod, cname, source, objs, pod_ip, host_ip, f"{field}.valueFrom")
-        if value is not None:
-            env[name] = value
+        found_value = _value_from(pod, cname, source, objs, pod_ip, host_ip, f"{field}.valueFrom")
+        if found_value is not None:
+            env[name] = found_value
     return env
 
 
@@ -569,7 +569,12 @@ def container_mounts(
         if sub:
             source = confined(source, str(sub), sub_field)
             if not source.exists():
-                source.mkdir(parents=True, exist_ok=True)
+                try:
+                    source.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise BadRequest(
+                        f"{sub_field}: cannot create {sub!r}: {exc.strerror}"
+                    ) from None
         normalized = "/" + "/".join(p for p in mount_path.split("/") if p)
         out.append(
             Mount(normalized if normalized != "/" else "/", source, bool(vm.get("readOnly")))

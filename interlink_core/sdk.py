@@ -257,11 +257,7 @@ def register_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     """``interlink plugin <backend>``: run a plugin service."""
     p = sub.add_parser("plugin", help="run a plugin (a backend) service")
     p.add_argument("backend", help="backend name: " + ", ".join(sorted(discover_plugins())))
-    p.add_argument("--config", "-c", type=Path, help="YAML configuration file")
-    p.add_argument("--socket", type=Path, help="unix socket to serve on")
-    p.add_argument("--port", type=int, help="serve on this TCP port instead of a socket")
-    p.add_argument("--state-dir", type=Path, help="where the plugin keeps its state")
-    p.add_argument("--log-level", default="info")
+    _add_serving_options(p)
     p.set_defaults(func=_run_plugin_command)
 
 
@@ -277,14 +273,42 @@ def load_plugin(backend: str, config_path: Path | None, overrides: dict[str, Any
     return cls(config)
 
 
-def _run_plugin_command(args: argparse.Namespace) -> int:
-    plugin = load_plugin(
-        args.backend,
-        args.config,
-        {"socket": args.socket, "port": args.port, "state_dir": args.state_dir},
-    )
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+def _add_serving_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", type=Path, help="YAML configuration file")
+    p.add_argument("--socket", type=Path, help="unix socket to serve on")
+    p.add_argument("--port", type=int, help="serve on this TCP port instead of a socket")
+    p.add_argument("--state-dir", type=Path, help="where the plugin keeps its state")
+    p.add_argument("--log-level", default="info")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "socket": str(args.socket) if args.socket else None,
+        "port": args.port,
+        "state_dir": str(args.state_dir) if args.state_dir else None,
+    }
+
+
+def _serve(plugin: Plugin, log_level: str) -> int:
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     listen = plugin.config.listen()
     log.info("plugin %s serving on %s", plugin.name, listen.describe())
-    run(make_plugin_app(plugin), listen, log_level=args.log_level)
+    run(make_plugin_app(plugin), listen, log_level=log_level)
     return 0
+
+
+def _run_plugin_command(args: argparse.Namespace) -> int:
+    plugin = load_plugin(args.backend, args.config, _overrides(args))
+    return _serve(plugin, args.log_level)
+
+
+def serve_plugin(cls: type[Plugin], argv: list[str] | None = None) -> int:
+    """Run a one-file plugin as a service: ``python my_plugin.py --socket /run/p.sock``."""
+    parser = argparse.ArgumentParser(description=f"interLink plugin {cls.name}")
+    _add_serving_options(parser)
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(cls.config_model, args.config, _overrides(args))
+    except ConfigError as exc:
+        parser.exit(2, f"{exc}\n")
+    return _serve(cls(config), args.log_level)

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .errors import ConfigError
 
 
-class PeerCertH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol that puts the TLS client certificate (if any) into the request
+class PeerCertProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol that puts the TLS client certificate (if any) into the request
     state as ``tls_client_cert`` (uvicorn does not expose it otherwise)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -52,7 +52,8 @@ def uvicorn_config(app: Any, listen: Listen, log_level: str = "warning") -> uvic
     kwargs: dict[str, Any] = {
         "log_level": log_level,
         "lifespan": "on",
-        "http": PeerCertH11Protocol,
+        "http": PeerCertProtocol,
+        "loop": "uvloop",
         "timeout_graceful_shutdown": 5,
         "access_log": False,
     }

@@ -1,1 +1,1 @@
-"""interLink plugins: one subpackage per batch-system backend (import name ``interlink_plugins``)."""
+"""interLink plugins: one subpackage per batch-system backend."""

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -34,6 +35,14 @@ def need(ok: bool, why: str) -> None:
     if in_ci():
         pytest.fail(f"test world incomplete in CI: {why}")
     pytest.skip(why)
+
+
+def tls(ca_file: Path | str, cert: tuple[Path, Path] | None = None) -> ssl.SSLContext:
+    """An SSL context trusting ``ca_file`` (and presenting ``cert`` = (chain, key) if given)."""
+    ctx = ssl.create_default_context(cafile=str(ca_file))
+    if cert:
+        ctx.load_cert_chain(str(cert[0]), str(cert[1]))
+    return ctx
 
 
 def free_port() -> int:
@@ -99,7 +108,7 @@ class Issuer:
     def client_token(self, client_id: str = "vk-cluster-a") -> str:
         """A token from the real client-credentials grant."""
         secret = self.info["clients"][client_id]
-        with httpx.Client(verify=str(self.ca_file)) as http:
+        with httpx.Client(verify=tls(self.ca_file)) as http:
             resp = http.post(
                 self.url + "/token",
                 data={"grant_type": "client_credentials"},
@@ -110,7 +119,7 @@ class Issuer:
 
     def user_token(self, user: str) -> str:
         """A token from the real password grant (carries the user's groups)."""
-        with httpx.Client(verify=str(self.ca_file)) as http:
+        with httpx.Client(verify=tls(self.ca_file)) as http:
             resp = http.post(
                 self.url + "/token",
                 data={
@@ -161,7 +170,7 @@ def start_issuer(root: Path) -> Issuer:
         time.sleep(0.1)
     info = json.loads((root / "issuer.json").read_text())
     wait_ready(
-        info["issuer"] + "/.well-known/openid-configuration", proc, log, verify=info["ca_file"]
+        info["issuer"] + "/.well-known/openid-configuration", proc, log, verify=tls(info["ca_file"])
     )
     return Issuer(info=info, proc=proc)
 

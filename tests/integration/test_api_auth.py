@@ -11,7 +11,7 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.helpers.world import Issuer, Service, start_api, start_plugin
+from tests.helpers.world import Issuer, Service, start_api, start_plugin, tls
 
 pytestmark = pytest.mark.integration
 
@@ -147,16 +147,13 @@ def test_mtls_client_certificate_identifies_the_tenant(plugin: Service, tmp_path
             },
             "auth": {"mtls": {"client_ca": str(tmp_path / "ca.pem")}},
         },
-        verify=str(tmp_path / "ca.pem"),
+        verify=tls(tmp_path / "ca.pem"),
     )
     try:
-        with_cert = httpx.post(
-            api.url + "/pinglink",
-            verify=str(tmp_path / "ca.pem"),
-            cert=(str(tmp_path / "client.pem"), str(tmp_path / "client.key")),
-        )
+        client_tls = tls(tmp_path / "ca.pem", (tmp_path / "client.pem", tmp_path / "client.key"))
+        with_cert = httpx.post(api.url + "/pinglink", verify=client_tls)
         assert with_cert.status_code == 200, with_cert.text
-        without = httpx.post(api.url + "/pinglink", verify=str(tmp_path / "ca.pem"))
+        without = httpx.post(api.url + "/pinglink", verify=tls(tmp_path / "ca.pem"))
         assert without.status_code == 401
         assert "TLS client certificate" in without.json()["error"]
     finally:

@@ -125,7 +125,7 @@ async def test_full_lifecycle_with_logs(vk_a: InterLinkClient) -> None:
     assert await vk_a.logs(log_req(pod)) == b"one\ntwo\n"
     assert await vk_a.logs(log_req(pod, Tail=1)) == b"two\n"
     stamped = await vk_a.logs(log_req(pod, Timestamps=True))
-    assert stamped.split(b" ", 1)[1] == b"one\n"
+    assert [line.split(b" ", 1)[1] for line in stamped.splitlines()] == [b"one", b"two"]
     await vk_a.delete(pod)
     assert await vk_a.status([pod]) == []
 

@@ -1,0 +1,545 @@
+"""The ``local`` plugin: each container of a pod is a process on this host.
+
+Each pod gets a directory ``<pods_dir>/<pod uid>/`` holding its volumes (``volumes/<name>/``),
+the runner spec (``spec.json``) and per-container logs and state (``containers/<name>/``). A
+detached runner process (:mod:`interlink_plugins.local.runner`) runs the containers and writes
+their state as files, so the plugin can be killed and restarted at any time: status and logs are
+read back from the files, and the runner is found again by its pid (checked against its command
+line, so a reused pid is never mistaken for it).
+
+Job ids are ``local-<runner pid>`` (pids can be reused once a pod is gone; the pod UID is the
+real key). Every pod gets a loopback address of its own from ``ip_range`` (unique among the pods
+the plugin knows), reported as the pod IP and given to the processes as ``$POD_IP``.
+
+**Volumes are exposed by path rewriting**, which needs no privileges: the processes see the
+host's file system, so every occurrence of a container's ``volumeMounts[].mountPath`` in its
+command, args, env values and ``workingDir`` is replaced by the volume's directory on disk
+(``subPath`` honoured), and ``$INTERLINK_POD_DIR`` names the pod directory. A program that builds
+a mounted path by itself (a path compiled in, or read from a file) will not find the volume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from interlink_core.errors import BackendUnavailable, BadRequest, NotFound
+from interlink_core.logs import follow_log, read_log
+from interlink_core.models import (
+    JSON,
+    LogStruct,
+    NodeResources,
+    PingAnswer,
+    PodStatus,
+    RetrievedPodData,
+    pod_meta,
+)
+from interlink_core.podspec import (
+    Mount,
+    container_mounts,
+    expand,
+    materialize_volumes,
+    node_cpus,
+    node_memory_bytes,
+    resolve_env,
+)
+from interlink_core.sdk import Plugin, PluginConfig, Submitted
+from interlink_core.store import JobRecord
+
+log = logging.getLogger("interlink.plugin.local")
+
+UID_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DEFAULT_GRACE = 30.0
+KILL_MARGIN = 5.0
+LOST_EXIT_CODE = 255
+POD_DIR_ENV = "INTERLINK_POD_DIR"
+
+
+class LocalConfig(PluginConfig):
+    """Settings of the ``local`` plugin."""
+
+    pods_dir: Path | None = Field(
+        default=None, description="Where pod directories live (default: <state_dir>/pods)."
+    )
+    max_grace_seconds: float | None = Field(
+        default=None, ge=0, description="Upper bound on a pod's termination grace period."
+    )
+    keep_pod_dirs: bool = Field(
+        default=False, description="Keep a pod's directory (logs, volumes) after deletion."
+    )
+    ip_range: IPv4Network = Field(
+        default=IPv4Network("127.1.0.0/16"),
+        description="Loopback network the pod IPs are taken from (inside 127.0.0.0/8).",
+    )
+    max_pods: int = Field(default=1000, ge=1, description="Pods this node accepts at once.")
+    inherit_env: list[str] = Field(
+        default_factory=lambda: ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR"],
+        description="Variables of the plugin's environment passed on to every container.",
+    )
+
+    @field_validator("ip_range")
+    @classmethod
+    def _loopback(cls, value: IPv4Network) -> IPv4Network:
+        if not value.subnet_of(IPv4Network("127.0.0.0/8")):
+            raise ValueError("must be inside 127.0.0.0/8 (loopback addresses need no setup)")
+        return value
+
+    @property
+    def pods_path(self) -> Path:
+        """``pods_dir`` with its default and ``~`` expanded."""
+        return (self.pods_dir or self.state_path / "pods").expanduser()
+
+
+def _rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _read_float(path: Path) -> float | None:
+    try:
+        return float(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _rewriter(mounts: list[Mount]) -> Callable[[str], str]:
+    """A function replacing each mount path (as a whole path prefix) by its source dir."""
+    table = {m.mount_path: str(m.source) for m in mounts}
+    if not table:
+        return lambda text: text
+    alternatives = "|".join(re.escape(p) for p in sorted(table, key=len, reverse=True))
+    pattern = re.compile(r"(?<![\w.\-/])(" + alternatives + r")(?=/|$|[^\w.\-])")
+    return lambda text: pattern.sub(lambda m: table[m.group(1)], text)
+
+
+def memory_quantity(n: int) -> str:
+    """Bytes as a Kubernetes quantity (``Gi`` when at least 1 GiB, else ``Mi``)."""
+    if n >= 2**30:
+        return f"{n // 2**30}Gi"
+    return f"{n // 2**20}Mi"
+
+
+def find_pod_processes(pod_dirs: set[str]) -> list[int]:
+    """Pids of processes whose environment marks them as belonging to one of ``pod_dirs``."""
+    marks = {f"{POD_DIR_ENV}={d}".encode() for d in pod_dirs}
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                env = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if marks.intersection(env):
+            found.append(int(entry))
+    return found
+
+
+class LocalPlugin(Plugin):
+    """Runs each pod as local processes (one detached runner per pod)."""
+
+    name = "local"
+    config_model = LocalConfig
+
+    def __init__(self, config: PluginConfig) -> None:
+        super().__init__(config)
+        self.settings = (
+            config
+            if isinstance(config, LocalConfig)
+            else LocalConfig.model_validate(config.model_dump())
+        )
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._inflight: dict[str, str] = {}
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Re-adopt running pods (nothing to do: state is on disk) and clear leftovers of a
+        crash between starting a runner and recording it."""
+        root = self.settings.pods_path
+        root.mkdir(parents=True, exist_ok=True)
+        known = {r.uid for r in self.store.all()}
+        orphans = [d for d in root.iterdir() if d.is_dir() and d.name not in known]
+        if orphans:
+            await asyncio.to_thread(self._destroy, orphans, not self.settings.keep_pod_dirs)
+        log.info("local plugin: %d pods tracked, %d leftovers cleared", len(known), len(orphans))
+
+    # --- create -----------------------------------------------------------------------------
+
+    async def submit(self, data: RetrievedPodData) -> Submitted:
+        """Prepare the pod directory and start the pod's runner."""
+        pod = data.pod
+        _, _, uid = pod_meta(pod)
+        if not UID_PATTERN.match(uid):
+            raise BadRequest(
+                "pod.metadata.uid: must be 1-64 letters, digits or '-' (it names a directory)"
+            )
+        spec = pod.get("spec") or {}
+        if not spec.get("containers"):
+            raise BadRequest("spec.containers: a pod needs at least one container")
+        live = self.store.all()
+        if len(live) + len(self._inflight) >= self.settings.max_pods:
+            raise BackendUnavailable(
+                f"this node already runs max_pods={self.settings.max_pods} pods; delete some "
+                "or raise max_pods"
+            )
+        self._reap()
+        ip = self._allocate_ip(uid, live)
+        pod_dir = self.settings.pods_path / uid
+        try:
+            if pod_dir.exists():
+                await asyncio.to_thread(self._destroy, [pod_dir], True)
+            return await asyncio.to_thread(self._start_pod, data, pod_dir, ip)
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, pod_dir, True)
+            raise
+        finally:
+            self._inflight.pop(uid, None)
+
+    def _allocate_ip(self, uid: str, live: list[JobRecord]) -> str:
+        used = {str(r.data.get("ip")) for r in live} | set(self._inflight.values())
+        for host in self.settings.ip_range.hosts():
+            ip = str(host)
+            if ip not in used:
+                self._inflight[uid] = ip
+                return ip
+        raise BackendUnavailable(f"no free address left in ip_range {self.settings.ip_range}")
+
+    def _grace(self, pod: JSON, delete: bool = False) -> float:
+        meta = pod.get("metadata") or {}
+        value = meta.get("deletionGracePeriodSeconds") if delete else None
+        if value is None:
+            value = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+        grace = DEFAULT_GRACE if value is None else max(0.0, float(value))
+        cap = self.settings.max_grace_seconds
+        return grace if cap is None else min(grace, cap)
+
+    def _start_pod(self, data: RetrievedPodData, pod_dir: Path, ip: str) -> Submitted:
+        pod = data.pod
+        spec = pod.get("spec") or {}
+        pod_dir.parent.mkdir(parents=True, exist_ok=True)
+        pod_dir.mkdir(mode=0o700)  # spec.json and volumes may hold secrets
+        volumes = materialize_volumes(data, pod_dir / "volumes", pod_ip=ip, host_ip="127.0.0.1")
+        seen: set[str] = set()
+        run: dict[str, list[dict[str, Any]]] = {"init": [], "containers": []}
+        images: dict[str, str] = {}
+        for kind, key in (("initContainers", "init"), ("containers", "containers")):
+            for i, c in enumerate(spec.get(kind) or []):
+                where = f"spec.{kind}[{i}]"
+                name = c.get("name")
+                if not isinstance(name, str) or not NAME_PATTERN.match(name):
+                    raise BadRequest(
+                        f"{where}.name: {name!r} is not a valid container name (lower-case "
+                        "letters, digits and '-', at most 63)"
+                    )
+                if name in seen:
+                    raise BadRequest(f"{where}.name: {name!r} is used by another container")
+                seen.add(name)
+                images[name] = str(c.get("image") or "")
+                run[key].append(self._container_spec(data, c, where, volumes, pod_dir, ip))
+        (pod_dir / "containers").mkdir()
+        body = {"grace": self._grace(pod), **run}
+        (pod_dir / "spec.json").write_text(json.dumps(body))
+        with open(pod_dir / "runner.log", "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "interlink_plugins.local.runner", str(pod_dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                cwd=pod_dir,
+                start_new_session=True,
+                env={k: v for k, v in os.environ.items() if k != POD_DIR_ENV},
+            )
+        self._children[proc.pid] = proc
+        return Submitted(
+            job_id=f"local-{proc.pid}",
+            data={
+                "pid": proc.pid,
+                "dir": str(pod_dir),
+                "ip": ip,
+                "init": [c["name"] for c in run["init"]],
+                "containers": [c["name"] for c in run["containers"]],
+                "images": images,
+            },
+        )
+
+    def _container_spec(
+        self,
+        data: RetrievedPodData,
+        c: JSON,
+        where: str,
+        volumes: dict[str, Path],
+        pod_dir: Path,
+        ip: str,
+    ) -> dict[str, Any]:
+        pod = data.pod
+        command, args = c.get("command") or [], c.get("args") or []
+        for field, value in (("command", command), ("args", args)):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise BadRequest(f"{where}.{field}: must be a list of strings")
+        if not command and not args:
+            raise BadRequest(
+                f"{where}.command: is required by the local plugin (there is no image "
+                "entrypoint to fall back to); give command and/or args"
+            )
+        pod_env = resolve_env(pod, c, data, ip, host_ip="127.0.0.1")
+        mounts = container_mounts(c, volumes, where, pod_env)
+        for j, m in enumerate(mounts):
+            if m.mount_path == "/":
+                raise BadRequest(f"{where}.volumeMounts[{j}].mountPath: cannot mount at /")
+        rewrite = _rewriter(mounts)
+        pod_env = {k: rewrite(v) for k, v in pod_env.items()}
+        argv = [expand(rewrite(a), pod_env) for a in [*command, *args]]
+        env = {k: os.environ[k] for k in self.settings.inherit_env if k in os.environ}
+        env.update({"POD_IP": ip, "HOSTNAME": pod_meta(pod)[1]})
+        env.update(pod_env)
+        env[POD_DIR_ENV] = str(pod_dir)
+        cwd = pod_dir / "work" / str(c["name"])
+        if c.get("workingDir"):
+            wd = Path(rewrite(str(c["workingDir"])))
+            if wd.is_relative_to(pod_dir):
+                wd.mkdir(parents=True, exist_ok=True)
+            elif not wd.is_dir():
+                raise BadRequest(
+                    f"{where}.workingDir: {c['workingDir']!r} does not exist on this host; "
+                    "local containers run on the host, use a directory under a volume mount"
+                )
+            cwd = wd
+        return {"name": c["name"], "argv": argv, "env": env, "cwd": str(cwd)}
+
+    # --- status -----------------------------------------------------------------------------
+
+    async def poll(self, records: list[JobRecord]) -> list[PodStatus]:
+        """Statuses read from the pod directories (no process is started)."""
+        self._reap()
+        return await asyncio.to_thread(lambda: [self._status(r) for r in records])
+
+    def _reap(self) -> None:
+        """Collect the exit status of runners that ended (no zombies left behind)."""
+        for pid, child in list(self._children.items()):
+            if child.poll() is not None:
+                self._children.pop(pid, None)
+
+    def _alive(self, record: JobRecord) -> bool:
+        pid = int(record.data.get("pid", 0))
+        child = self._children.get(pid)
+        if child is not None and child.poll() is not None:
+            self._children.pop(pid, None)
+            return False
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return str(record.data.get("dir", "")).encode() in cmdline.split(b"\0")
+
+    def _status(self, record: JobRecord) -> PodStatus:
+        pod_dir = Path(record.data["dir"])
+        alive = self._alive(record)
+        done = _read_json(pod_dir / "runner.done")
+        lost = not alive and done is None
+        images: dict[str, str] = record.data.get("images", {})
+        init_names: list[str] = record.data.get("init", [])
+        failed_init: tuple[str, int] | None = None
+        init_ok = True
+        inits = []
+        for name in init_names:
+            st = self._container_status(record, pod_dir, name, images, lost, "PodInitializing")
+            state = st["state"]
+            if "terminated" in state:
+                code = int(state["terminated"]["exitCode"])
+                if code != 0 and failed_init is None:
+                    failed_init = (name, code)
+            else:
+                init_ok = False
+            inits.append(st)
+        init_ok = init_ok and failed_init is None
+        waiting = "ContainerCreating" if init_ok else "PodInitializing"
+        message = ""
+        if failed_init is not None:
+            message = f"not started: init container {failed_init[0]!r} failed with exit code "
+            message += str(failed_init[1])
+        elif done is not None:
+            message = "not started: the pod was stopped"
+        mains = [
+            self._container_status(record, pod_dir, name, images, lost, waiting, message)
+            for name in record.data.get("containers", [])
+        ]
+        return PodStatus(
+            name=record.name,
+            UID=record.uid,
+            namespace=record.namespace,
+            JID=record.job_id,
+            containers=mains,
+            initContainers=inits,
+            podIP=str(record.data.get("ip", "")),
+        )
+
+    def _container_status(
+        self,
+        record: JobRecord,
+        pod_dir: Path,
+        name: str,
+        images: dict[str, str],
+        lost: bool,
+        waiting_reason: str,
+        waiting_message: str = "",
+    ) -> JSON:
+        cdir = pod_dir / "containers" / name
+        exit_info = _read_json(cdir / "exit")
+        started = _read_float(cdir / "started")
+        status: JSON = {
+            "name": name,
+            "image": images.get(name, ""),
+            "imageID": "",
+            "ready": False,
+            "restartCount": 0,
+            "started": False,
+        }
+        pid = _read_float(cdir / "pid")
+        if pid is not None:
+            status["containerID"] = f"local://{int(pid)}"
+        if exit_info is not None:
+            finished = float(exit_info.get("finishedAt", time.time()))
+            term: JSON = {
+                "exitCode": int(exit_info.get("exitCode", LOST_EXIT_CODE)),
+                "reason": str(exit_info.get("reason", "Error")),
+                "startedAt": _rfc3339(started if started is not None else finished),
+                "finishedAt": _rfc3339(finished),
+            }
+            if exit_info.get("message"):
+                term["message"] = str(exit_info["message"])
+            if exit_info.get("signal"):
+                term["signal"] = int(exit_info["signal"])
+            status["state"] = {"terminated": term}
+        elif lost:
+            at = started if started is not None else record.created_at
+            status["state"] = {
+                "terminated": {
+                    "exitCode": LOST_EXIT_CODE,
+                    "reason": "Lost",
+                    "message": "the pod's runner process died (host reboot or kill); the "
+                    "container's end was not recorded",
+                    "startedAt": _rfc3339(at),
+                    "finishedAt": _rfc3339(at),
+                }
+            }
+        elif started is not None:
+            status["state"] = {"running": {"startedAt": _rfc3339(started)}}
+            status["ready"] = status["started"] = True
+        else:
+            waiting: JSON = {"reason": waiting_reason}
+            if waiting_message:
+                waiting["message"] = waiting_message
+            status["state"] = {"waiting": waiting}
+        return status
+
+    # --- logs -------------------------------------------------------------------------------
+
+    def logs(self, record: JobRecord, request: LogStruct) -> AsyncIterator[bytes]:
+        """The container's log file, as asked (following until the container ends)."""
+        name = request.ContainerName
+        if name not in [*record.data.get("init", []), *record.data.get("containers", [])]:
+            raise NotFound(f"pod {record.namespace}/{record.name} has no container named {name!r}")
+        if request.Opts.Previous:
+            raise BadRequest(
+                f"container {name!r} has no previous instance: local containers do not restart"
+            )
+        return self._log_stream(record, name, request)
+
+    async def _log_stream(
+        self, record: JobRecord, name: str, request: LogStruct
+    ) -> AsyncIterator[bytes]:
+        cdir = Path(record.data["dir"]) / "containers" / name
+        path = cdir / "0.log"
+        if not request.Opts.Follow:
+            yield await asyncio.to_thread(read_log, path, request.Opts)
+            return
+
+        async def finished() -> bool:
+            return (cdir / "exit").exists() or not self._alive(record)
+
+        async for chunk in follow_log(path, request.Opts, finished):
+            yield chunk
+
+    # --- delete -----------------------------------------------------------------------------
+
+    async def cancel(self, record: JobRecord, pod: JSON) -> None:
+        """SIGTERM the runner (it gives the containers their grace period), SIGKILL whatever
+        is left after grace + 5 s, then remove the pod directory."""
+        pod_dir = Path(record.data["dir"])
+        pid = int(record.data.get("pid", 0))
+        if self._alive(record):
+            grace = self._grace(pod, delete=True)
+            with contextlib.suppress(OSError):
+                (pod_dir / "grace").write_text(str(grace))
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            if not await self._wait_gone(record, grace + KILL_MARGIN):
+                log.warning("runner %d of pod %s ignored SIGTERM; killing it", pid, record.uid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                await self._wait_gone(record, KILL_MARGIN)
+        await asyncio.to_thread(self._destroy, [pod_dir], not self.settings.keep_pod_dirs)
+
+    async def _wait_gone(self, record: JobRecord, seconds: float) -> bool:
+        """Wait (without blocking the loop) until the runner is gone; False on timeout."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not self._alive(record):
+                return True
+            await asyncio.sleep(0.05)
+        return not self._alive(record)
+
+    def _destroy(self, pod_dirs: list[Path], remove: bool) -> None:
+        """SIGKILL every process left in these pod directories (runner first), remove them."""
+        for d in pod_dirs:
+            pid = _read_float(d / "runner.pid")
+            if pid is None:
+                continue
+            with contextlib.suppress(OSError):
+                if str(d).encode() in Path(f"/proc/{int(pid)}/cmdline").read_bytes().split(b"\0"):
+                    os.kill(int(pid), signal.SIGKILL)
+        for pid in find_pod_processes({str(d) for d in pod_dirs}):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        if remove:
+            for d in pod_dirs:
+                shutil.rmtree(d, ignore_errors=True)
+
+    # --- ping -------------------------------------------------------------------------------
+
+    async def ping(self) -> PingAnswer:
+        """This host's CPUs and memory, and ``max_pods``."""
+        return PingAnswer(
+            status="ok",
+            resources=NodeResources(
+                cpu=str(node_cpus()),
+                memory=memory_quantity(node_memory_bytes()),
+                pods=str(self.settings.max_pods),
+            ),
+        )

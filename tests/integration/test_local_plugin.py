@@ -1,0 +1,514 @@
+"""The ``local`` plugin served for real (``interlink plugin local`` as a subprocess on a unix
+socket), driven over HTTP: lifecycle, logs, deletion, restart safety, pod IPs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from interlink_plugins.local.plugin import find_pod_processes
+
+from tests.helpers.plugin_proc import plugin_client, start_plugin, stop_process
+
+JSONd = dict[str, Any]
+
+
+@dataclass
+class Plugin:
+    client: httpx.AsyncClient
+    tmp: Path
+    state: Path
+    proc: Any
+
+    @property
+    def pods_dir(self) -> Path:
+        return self.state / "pods"
+
+
+def _kill_leftovers(pods_dir: Path) -> None:
+    """Kill every runner and container process the plugin started under ``pods_dir``."""
+    if not pods_dir.exists():
+        return
+    dirs = {str(d) for d in pods_dir.iterdir()}
+    for d in dirs:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int((Path(d) / "runner.pid").read_text()), signal.SIGKILL)
+    for pid in find_pod_processes(dirs):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+async def make_plugin(tmp_path: Path) -> AsyncIterator[Callable[..., Plugin]]:
+    started: list[Plugin] = []
+
+    def make(config: JSONd | None = None) -> Plugin:
+        proc, sock = start_plugin(tmp_path, "local", config=config)
+        p = Plugin(plugin_client(sock), tmp_path, tmp_path / "state", proc)
+        started.append(p)
+        return p
+
+    yield make
+    for p in started:
+        await p.client.aclose()
+        stop_process(p.proc)
+    _kill_leftovers(tmp_path / "state" / "pods")
+
+
+@pytest.fixture
+async def plugin(make_plugin: Callable[..., Plugin]) -> Plugin:
+    return make_plugin()
+
+
+def make_pod(
+    uid: str,
+    containers: list[JSONd],
+    init: list[JSONd] | None = None,
+    volumes: list[JSONd] | None = None,
+    grace: int | None = None,
+) -> JSONd:
+    spec: JSONd = {"containers": containers, "volumes": volumes or []}
+    if init:
+        spec["initContainers"] = init
+    if grace is not None:
+        spec["terminationGracePeriodSeconds"] = grace
+    return {"metadata": {"name": f"pod-{uid}", "namespace": "default", "uid": uid}, "spec": spec}
+
+
+def sh(name: str, script: str, **extra: Any) -> JSONd:
+    return {"name": name, "image": "none", "command": ["sh", "-c", script], **extra}
+
+
+async def create(p: Plugin, pod: JSONd, **extra: Any) -> JSONd:
+    entries = [
+        {"name": c["name"], **extra}
+        for c in [*pod["spec"].get("initContainers", []), *pod["spec"]["containers"]]
+    ]
+    r = await p.client.post("/create", json={"pod": pod, "container": entries})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+async def status(p: Plugin, pod: JSONd) -> JSONd:
+    r = await p.client.request("GET", "/status", json=[pod])
+    assert r.status_code == 200, r.text
+    [st] = r.json()
+    return dict(st)
+
+
+def state_of(st: JSONd, name: str, kind: str = "containers") -> JSONd:
+    [c] = [c for c in st[kind] if c["name"] == name]
+    return dict(c["state"])
+
+
+async def wait_for(
+    p: Plugin, pod: JSONd, check: Callable[[JSONd], bool], timeout: float = 8.0
+) -> JSONd:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = await status(p, pod)
+        if check(st):
+            return st
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached; last status: {json.dumps(st)}")
+        await asyncio.sleep(0.05)
+
+
+def terminated(name: str, kind: str = "containers") -> Callable[[JSONd], bool]:
+    return lambda st: "terminated" in state_of(st, name, kind)
+
+
+def running(name: str) -> Callable[[JSONd], bool]:
+    return lambda st: "running" in state_of(st, name)
+
+
+async def logs(p: Plugin, pod: JSONd, container: str, **opts: Any) -> httpx.Response:
+    meta = pod["metadata"]
+    body = {
+        "Namespace": meta["namespace"],
+        "PodUID": meta["uid"],
+        "PodName": meta["name"],
+        "ContainerName": container,
+        "Opts": opts,
+    }
+    return await p.client.request("GET", "/getLogs", json=body)
+
+
+async def delete(p: Plugin, pod: JSONd) -> float:
+    t0 = time.monotonic()
+    r = await p.client.post("/delete", json=pod)
+    assert r.status_code == 200, r.text
+    return time.monotonic() - t0
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+
+async def test_lifecycle_pending_running_succeeded(plugin: Plugin) -> None:
+    pod = make_pod("life-1", [sh("main", "echo start; sleep 0.8; echo end")])
+    answer = await create(plugin, pod)
+    assert answer["PodUID"] == "life-1"
+    assert answer["PodJID"].startswith("local-")
+    first = await status(plugin, pod)
+    assert first["JID"] == answer["PodJID"]
+    assert list(state_of(first, "main")) in (["waiting"], ["running"])
+    st = await wait_for(plugin, pod, running("main"))
+    c = st["containers"][0]
+    assert c["ready"] and c["started"] and c["restartCount"] == 0 and c["image"] == "none"
+    st = await wait_for(plugin, pod, terminated("main"))
+    term = state_of(st, "main")["terminated"]
+    assert term["exitCode"] == 0 and term["reason"] == "Completed"
+    assert term["startedAt"] <= term["finishedAt"]
+    assert (await logs(plugin, pod, "main")).text == "start\nend\n"
+    await delete(plugin, pod)
+    assert not (plugin.pods_dir / "life-1").exists()
+    r = await plugin.client.request("GET", "/status", json=[pod])
+    assert r.json() == []
+
+
+async def test_failing_container_exit_code(plugin: Plugin) -> None:
+    pod = make_pod("fail-1", [sh("main", "echo oops >&2; exit 3")])
+    await create(plugin, pod)
+    st = await wait_for(plugin, pod, terminated("main"))
+    term = state_of(st, "main")["terminated"]
+    assert (term["exitCode"], term["reason"]) == (3, "Error")
+    assert (await logs(plugin, pod, "main")).text == "oops\n"
+
+
+async def test_missing_executable_is_a_start_error(plugin: Plugin) -> None:
+    pod = make_pod("nocmd-1", [{"name": "main", "command": ["/no/such/binary"]}])
+    await create(plugin, pod)
+    st = await wait_for(plugin, pod, terminated("main"))
+    term = state_of(st, "main")["terminated"]
+    assert (term["exitCode"], term["reason"]) == (128, "StartError")
+    assert "/no/such/binary" in term["message"]
+
+
+async def test_init_containers_run_in_order_before_containers(plugin: Plugin) -> None:
+    mount = [{"name": "work", "mountPath": "/work"}]
+    pod = make_pod(
+        "init-1",
+        [sh("main", "cat /work/order", volumeMounts=mount)],
+        init=[
+            sh("first", "sleep 0.3; echo 1 >> /work/order", volumeMounts=mount),
+            sh("second", "echo 2 >> /work/order", volumeMounts=mount),
+        ],
+        volumes=[{"name": "work", "emptyDir": {}}],
+    )
+    await create(plugin, pod)
+    early = await status(plugin, pod)
+    assert state_of(early, "main") == {"waiting": {"reason": "PodInitializing"}}
+    st = await wait_for(plugin, pod, terminated("main"))
+    assert [c["name"] for c in st["initContainers"]] == ["first", "second"]
+    for name in ("first", "second"):
+        assert state_of(st, name, "initContainers")["terminated"]["exitCode"] == 0
+    assert (await logs(plugin, pod, "main")).text == "1\n2\n"
+    assert (await logs(plugin, pod, "first")).text == ""
+
+
+async def test_failing_init_container_stops_the_pod(plugin: Plugin) -> None:
+    pod = make_pod(
+        "init-2",
+        [sh("main", "echo should not run")],
+        init=[sh("bad", "echo broken; exit 2"), sh("never", "echo never")],
+    )
+    await create(plugin, pod)
+    st = await wait_for(plugin, pod, terminated("bad", "initContainers"))
+    await asyncio.sleep(0.5)
+    st = await status(plugin, pod)
+    assert state_of(st, "bad", "initContainers")["terminated"]["exitCode"] == 2
+    assert "waiting" in state_of(st, "never", "initContainers")
+    waiting = state_of(st, "main")["waiting"]
+    assert waiting["reason"] == "PodInitializing"
+    assert "'bad' failed with exit code 2" in waiting["message"]
+    assert not (plugin.pods_dir / "init-2" / "containers" / "never").exists()
+    assert (await logs(plugin, pod, "main")).text == ""
+
+
+async def test_containers_run_in_parallel(plugin: Plugin) -> None:
+    pod = make_pod("par-1", [sh("a", "sleep 1; echo a"), sh("b", "sleep 1; echo b")])
+    t0 = time.monotonic()
+    await create(plugin, pod)
+    await wait_for(plugin, pod, lambda st: all("running" in c["state"] for c in st["containers"]))
+    await wait_for(
+        plugin, pod, lambda st: all("terminated" in c["state"] for c in st["containers"])
+    )
+    assert time.monotonic() - t0 < 1.9
+    assert (await logs(plugin, pod, "a")).text == "a\n"
+    assert (await logs(plugin, pod, "b")).text == "b\n"
+
+
+async def test_env_and_volumes_are_visible_to_the_process(plugin: Plugin) -> None:
+    cm = {"metadata": {"name": "cfg"}, "data": {"key": "from-configmap"}}
+    secret = {"metadata": {"name": "sec"}, "data": {"password": "aHVudGVyMg=="}}
+    container = sh(
+        "main",
+        "cat /etc/cfg/key; echo; cat /etc/sec/pw; echo; echo $FOO; echo $CFG_FILE; "
+        'echo "$POD_IP"; test -d "$INTERLINK_POD_DIR" && echo poddir; pwd',
+        env=[
+            {"name": "FOO", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "password"}}},
+            {"name": "CFG_FILE", "value": "/etc/cfg/key"},
+        ],
+        volumeMounts=[
+            {"name": "cfg", "mountPath": "/etc/cfg"},
+            {"name": "sec", "mountPath": "/etc/sec", "readOnly": True},
+        ],
+        workingDir="/etc/cfg",
+    )
+    pod = make_pod(
+        "env-1",
+        [container],
+        volumes=[
+            {"name": "cfg", "configMap": {"name": "cfg"}},
+            {
+                "name": "sec",
+                "secret": {"secretName": "sec", "items": [{"key": "password", "path": "pw"}]},
+            },
+        ],
+    )
+    await create(plugin, pod, configMaps=[cm], secrets=[secret])
+    st = await wait_for(plugin, pod, terminated("main"))
+    assert state_of(st, "main")["terminated"]["exitCode"] == 0
+    lines = (await logs(plugin, pod, "main")).text.splitlines()
+    pod_dir = plugin.pods_dir / "env-1"
+    assert lines == [
+        "from-configmap",
+        "hunter2",
+        "hunter2",
+        str(pod_dir / "volumes" / "cfg" / "key"),
+        st["podIP"],
+        "poddir",
+        str(pod_dir / "volumes" / "cfg"),
+    ]
+
+
+async def test_log_options(plugin: Plugin) -> None:
+    pod = make_pod(
+        "logs-1", [sh("main", "echo 1; echo 2; echo 3; echo err >&2; sleep 0.3; echo late")]
+    )
+    await create(plugin, pod)
+    await wait_for(plugin, pod, terminated("main"))
+    assert (await logs(plugin, pod, "main")).text == "1\n2\n3\nerr\nlate\n"
+    assert (await logs(plugin, pod, "main", Tail=2)).text == "err\nlate\n"
+    assert (await logs(plugin, pod, "main", LimitBytes=4)).text == "1\n2\n"
+    stamped = (await logs(plugin, pod, "main", Timestamps=True)).text.splitlines()
+    assert len(stamped) == 5
+    stamp, _, text = stamped[-1].partition(" ")
+    assert text == "late" and stamp.endswith("Z") and stamp[4] == "-" and "T" in stamp
+    since = (await logs(plugin, pod, "main", SinceTime=stamp)).text
+    assert since == "late\n"
+    assert (await logs(plugin, pod, "main", SinceSeconds=3600)).text.endswith("late\n")
+    r = await logs(plugin, pod, "nope")
+    assert r.status_code == 404 and "nope" in r.json()["error"]
+    r = await logs(plugin, pod, "main", Previous=True)
+    assert r.status_code == 400 and "previous" in r.json()["error"]
+
+
+async def test_follow_streams_until_the_container_ends(plugin: Plugin) -> None:
+    pod = make_pod("follow-1", [sh("main", "echo one; sleep 0.8; echo two; sleep 0.8; echo three")])
+    await create(plugin, pod)
+    await wait_for(plugin, pod, running("main"))
+    meta = pod["metadata"]
+    body = {
+        "Namespace": "default",
+        "PodUID": meta["uid"],
+        "PodName": meta["name"],
+        "ContainerName": "main",
+        "Opts": {"Follow": True},
+    }
+    t0 = time.monotonic()
+    seen: list[tuple[float, str]] = []
+    async with plugin.client.stream("GET", "/getLogs", json=body) as r:
+        assert r.status_code == 200
+        async for chunk in r.aiter_text():
+            seen.append((time.monotonic() - t0, chunk))
+    text = "".join(c for _, c in seen)
+    assert text == "one\ntwo\nthree\n"
+    first_two = next(t for t, c in seen if "two" in c)
+    assert first_two < 1.5, seen  # streamed as written, not at the end
+    assert seen[-1][0] < 4, seen  # and the stream ended with the container
+
+
+async def test_delete_sends_sigterm(make_plugin: Callable[..., Plugin]) -> None:
+    p = make_plugin({"keep_pod_dirs": True})
+    script = 'trap "echo got TERM; exit 0" TERM; echo ready; while true; do sleep 0.1; done'
+    pod = make_pod("term-1", [sh("main", script)], grace=10)
+    await create(p, pod)
+    await wait_for(p, pod, running("main"))
+    await asyncio.sleep(0.2)
+    took = await delete(p, pod)
+    assert took < 3
+    cdir = p.pods_dir / "term-1" / "containers" / "main"
+    assert json.loads((cdir / "exit").read_text())["exitCode"] == 0
+    assert "got TERM" in (cdir / "0.log").read_text()
+    assert find_pod_processes({str(p.pods_dir / "term-1")}) == []
+
+
+async def test_delete_escalates_to_sigkill(make_plugin: Callable[..., Plugin]) -> None:
+    p = make_plugin({"keep_pod_dirs": True})
+    pod = make_pod(
+        "kill-1", [sh("main", 'trap "" TERM; echo ready; while true; do sleep 0.1; done')], grace=1
+    )
+    await create(p, pod)
+    await wait_for(p, pod, running("main"))
+    took = await delete(p, pod)
+    assert 0.9 < took < 4
+    info = json.loads((p.pods_dir / "kill-1" / "containers" / "main" / "exit").read_text())
+    assert (info["exitCode"], info["reason"], info["signal"]) == (137, "Killed", 9)
+    assert find_pod_processes({str(p.pods_dir / "kill-1")}) == []
+
+
+async def test_max_grace_seconds_caps_the_grace_period(make_plugin: Callable[..., Plugin]) -> None:
+    p = make_plugin({"max_grace_seconds": 0.5})
+    pod = make_pod("cap-1", [sh("main", 'trap "" TERM; while true; do sleep 0.1; done')], grace=60)
+    await create(p, pod)
+    await wait_for(p, pod, running("main"))
+    assert await delete(p, pod) < 3
+
+
+async def test_create_is_idempotent(plugin: Plugin) -> None:
+    out = plugin.tmp / "out"
+    out.mkdir()
+    pod = make_pod(
+        "idem-1",
+        [
+            sh(
+                "main",
+                "echo started >> /out/count; sleep 2",
+                volumeMounts=[{"name": "o", "mountPath": "/out"}],
+            )
+        ],
+        volumes=[{"name": "o", "hostPath": {"path": str(out)}}],
+    )
+    a, b = await asyncio.gather(create(plugin, pod), create(plugin, pod))
+    c = await create(plugin, pod)
+    assert a == b == c
+    await wait_for(plugin, pod, running("main"))
+    await asyncio.sleep(0.3)
+    assert (out / "count").read_text() == "started\n"
+    assert [d.name for d in plugin.pods_dir.iterdir()] == ["idem-1"]
+
+
+async def test_pods_survive_a_plugin_kill(make_plugin: Callable[..., Plugin]) -> None:
+    p = make_plugin()
+    short = make_pod("rs-short", [sh("main", "echo quick")])
+    long = make_pod("rs-long", [sh("main", "echo a; sleep 2; echo b; exit 4")])
+    sleeper = make_pod("rs-sleep", [sh("main", "echo zz; exec sleep 30")], grace=1)
+    for pod in (short, long, sleeper):
+        await create(p, pod)
+    await wait_for(p, short, terminated("main"))
+    await wait_for(p, long, running("main"))
+    await wait_for(p, sleeper, running("main"))
+    before = {pod["metadata"]["uid"]: await status(p, pod) for pod in (short, long, sleeper)}
+    os.kill(p.proc.pid, signal.SIGKILL)
+    p.proc.wait()
+    await p.client.aclose()
+
+    q = make_plugin()
+    for pod in (short, long, sleeper):
+        st = await status(q, pod)
+        assert st["JID"] == before[pod["metadata"]["uid"]]["JID"]
+        assert st["podIP"] == before[pod["metadata"]["uid"]]["podIP"]
+    assert state_of(await status(q, short), "main")["terminated"]["exitCode"] == 0
+    assert "running" in state_of(await status(q, long), "main")
+    assert (await logs(q, long, "main")).text == "a\n"
+    st = await wait_for(q, long, terminated("main"))
+    assert state_of(st, "main")["terminated"]["exitCode"] == 4
+    assert (await logs(q, long, "main")).text == "a\nb\n"
+    assert (await logs(q, short, "main")).text == "quick\n"
+    took = await delete(q, sleeper)
+    assert took < 4
+    assert not (q.pods_dir / "rs-sleep").exists()
+    assert find_pod_processes({str(q.pods_dir / "rs-sleep")}) == []
+
+
+async def test_lost_runner_is_reported_and_cleaned_up(plugin: Plugin) -> None:
+    pod = make_pod("lost-1", [sh("main", "exec sleep 30")])
+    await create(plugin, pod)
+    await wait_for(plugin, pod, running("main"))
+    pod_dir = plugin.pods_dir / "lost-1"
+    os.kill(int((pod_dir / "runner.pid").read_text()), signal.SIGKILL)
+    st = await wait_for(plugin, pod, terminated("main"))
+    term = state_of(st, "main")["terminated"]
+    assert (term["exitCode"], term["reason"]) == (255, "Lost")
+    assert find_pod_processes({str(pod_dir)}) != []  # the orphaned sleep
+    await delete(plugin, pod)
+    assert find_pod_processes({str(pod_dir)}) == []
+
+
+async def test_each_pod_has_its_own_ip(plugin: Plugin) -> None:
+    probe = (
+        "import os, socket; s = socket.socket(); s.bind((os.environ['POD_IP'], 0)); "
+        "print(os.environ['POD_IP'], s.getsockname()[0])"
+    )
+    pods = [
+        make_pod(f"ip-{i}", [{"name": "main", "command": [sys.executable, "-c", probe]}])
+        for i in range(3)
+    ]
+    for pod in pods:
+        await create(plugin, pod)
+    ips = []
+    for pod in pods:
+        st = await wait_for(plugin, pod, terminated("main"))
+        assert state_of(st, "main")["terminated"]["exitCode"] == 0
+        ip = st["podIP"]
+        assert ip.startswith("127.1.")
+        assert (await logs(plugin, pod, "main")).text == f"{ip} {ip}\n"
+        ips.append(ip)
+    assert len(set(ips)) == 3
+    await delete(plugin, pods[0])
+    again = make_pod("ip-new", [sh("main", "true")])
+    await create(plugin, again)
+    assert (await status(plugin, again))["podIP"] not in ips[1:]
+
+
+async def test_bad_pods_are_refused_with_the_field(plugin: Plugin) -> None:
+    cases = [
+        (make_pod("bad-1", [{"name": "main", "image": "busybox"}]), "spec.containers[0].command"),
+        (make_pod("bad/2", [sh("main", "true")]), "pod.metadata.uid"),
+        (make_pod("bad-3", [sh("Main_X", "true")]), "spec.containers[0].name"),
+        (make_pod("bad-4", [sh("a", "true"), sh("a", "true")]), "spec.containers[1].name"),
+        (
+            make_pod(
+                "bad-5",
+                [
+                    sh(
+                        "a",
+                        "true",
+                        volumeMounts=[{"name": "v", "mountPath": "/v", "subPath": "../x"}],
+                    )
+                ],
+                volumes=[{"name": "v", "emptyDir": {}}],
+            ),
+            "spec.containers[0].volumeMounts[0].subPath",
+        ),
+        (
+            make_pod("bad-6", [sh("a", "true", workingDir="/no/such/dir")]),
+            "spec.containers[0].workingDir",
+        ),
+    ]
+    for pod, field in cases:
+        r = await plugin.client.post("/create", json={"pod": pod, "container": []})
+        assert r.status_code == 400, r.text
+        assert field in r.json()["error"]
+    assert list(plugin.pods_dir.iterdir()) == []
+
+
+async def test_ping_reports_capacity(make_plugin: Callable[..., Plugin]) -> None:
+    p = make_plugin({"max_pods": 7})
+    r = await p.client.request("GET", "/status", json=[])
+    res = r.json()["resources"]
+    assert res["pods"] == "7"
+    assert int(res["cpu"]) == os.cpu_count()
+    assert res["memory"].endswith(("Gi", "Mi"))
