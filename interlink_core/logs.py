@@ -8,12 +8,13 @@ answer ``/getLogs`` from them.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .models import ContainerLogOpts
+if TYPE_CHECKING:  # kept light: job wrappers import this module for format_line alone
+    from .models import ContainerLogOpts
 
 
 def format_time(t: float) -> str:
@@ -86,6 +87,8 @@ async def follow_log(
 ) -> AsyncIterator[bytes]:
     """Yield the log as asked, then new lines as they are written, until ``finished()``
     says the container ended and everything written was sent."""
+    import asyncio
+
     first = read_log_with_offset(path, opts)
     body, offset = first
     sent = len(body)

@@ -184,8 +184,22 @@ class Service:
     log: Path
     root: Path
 
+    @property
+    def socket(self) -> Path:
+        """The unix socket of a service started on one."""
+        return Path(self.url.removeprefix("unix://"))
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         stop(self.proc, sig)
+
+
+def plugin_client(socket_path: Path, timeout: float = 30.0) -> httpx.AsyncClient:
+    """A raw async HTTP client for a plugin's unix socket (for wire-level tests)."""
+    return httpx.AsyncClient(
+        transport=httpx.AsyncHTTPTransport(uds=str(socket_path)),
+        base_url="http://plugin",
+        timeout=timeout,
+    )
 
 
 def start_plugin(

@@ -34,8 +34,9 @@ def test_no_input_causes_a_server_error(edge: Service) -> None:
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=40, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def fuzz(case: schemathesis.Case) -> None:
             response = case.call(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
             assert response.status_code < 500, (case.method, case.path, response.text[:500])

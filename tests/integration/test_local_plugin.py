@@ -19,7 +19,7 @@ import httpx
 import pytest
 from interlink_plugins.local.plugin import find_pod_processes
 
-from tests.helpers.plugin_proc import plugin_client, start_plugin, stop_process
+from tests.helpers.world import plugin_client, start_plugin, stop
 
 JSONd = dict[str, Any]
 
@@ -54,15 +54,15 @@ async def make_plugin(tmp_path: Path) -> AsyncIterator[Callable[..., Plugin]]:
     started: list[Plugin] = []
 
     def make(config: JSONd | None = None) -> Plugin:
-        proc, sock = start_plugin(tmp_path, "local", config=config)
-        p = Plugin(plugin_client(sock), tmp_path, tmp_path / "state", proc)
+        svc = start_plugin(tmp_path, "local", config=config)
+        p = Plugin(plugin_client(svc.socket), tmp_path, tmp_path / "state", svc.proc)
         started.append(p)
         return p
 
     yield make
     for p in started:
         await p.client.aclose()
-        stop_process(p.proc)
+        stop(p.proc)
     _kill_leftovers(tmp_path / "state" / "pods")
 
 
@@ -238,13 +238,12 @@ async def test_failing_init_container_stops_the_pod(plugin: Plugin) -> None:
 
 async def test_containers_run_in_parallel(plugin: Plugin) -> None:
     pod = make_pod("par-1", [sh("a", "sleep 1; echo a"), sh("b", "sleep 1; echo b")])
-    t0 = time.monotonic()
     await create(plugin, pod)
+    # both are running at the same moment: they were started together, not one after the other
     await wait_for(plugin, pod, lambda st: all("running" in c["state"] for c in st["containers"]))
     await wait_for(
         plugin, pod, lambda st: all("terminated" in c["state"] for c in st["containers"])
     )
-    assert time.monotonic() - t0 < 1.9
     assert (await logs(plugin, pod, "a")).text == "a\n"
     assert (await logs(plugin, pod, "b")).text == "b\n"
 

@@ -12,10 +12,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from interlink_plugins.local.runner import cri_line
 
 from interlink_core.errors import BadRequest
-from interlink_core.logs import format_line
 from interlink_core.models import RetrievedPodData
 from interlink_core.podspec import (
     confined,
@@ -406,11 +404,3 @@ def test_container_mounts(tmp_path: Path) -> None:
     ]:
         with pytest.raises(BadRequest, match=needle.replace("[", r"\[").replace("]", r"\]")):
             container_mounts({"volumeMounts": [vm]}, vols, "spec.containers[0]")
-
-
-def test_runner_log_lines_match_core_format() -> None:
-    for t in (0.0, 1700000000.123456, 1700000000.5):
-        for partial in (False, True):
-            assert cri_line(t, "stderr", b"x y", partial) == format_line(
-                t, "stderr", b"x y", partial
-            )

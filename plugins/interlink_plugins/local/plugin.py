@@ -516,7 +516,8 @@ class LocalPlugin(Plugin):
         return not self._alive(record)
 
     def _destroy(self, pod_dirs: list[Path], remove: bool) -> None:
-        """SIGKILL every process left in these pod directories (runner first), remove them."""
+        """SIGKILL every process left in these pod directories (runner first), wait until they
+        are gone, remove the directories."""
         for d in pod_dirs:
             pid = _read_float(d / "runner.pid")
             if pid is None:
@@ -524,9 +525,13 @@ class LocalPlugin(Plugin):
             with contextlib.suppress(OSError):
                 if str(d).encode() in Path(f"/proc/{int(pid)}/cmdline").read_bytes().split(b"\0"):
                     os.kill(int(pid), signal.SIGKILL)
-        for pid in find_pod_processes({str(d) for d in pod_dirs}):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        marks = {str(d) for d in pod_dirs}
+        deadline = time.monotonic() + 2.0
+        while (left := find_pod_processes(marks)) and time.monotonic() < deadline:
+            for pid in left:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.02)  # runs in a worker thread; wait until they are really gone
         if remove:
             for d in pod_dirs:
                 shutil.rmtree(d, ignore_errors=True)

@@ -30,22 +30,14 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+
+from interlink_core.logs import format_line
 
 PARTIAL_LIMIT = 16 * 1024
 START_ERROR_CODE = 128
 PIPE_LINGER = 2.0
-
-
-def cri_line(t: float, stream: str, text: bytes, partial: bool = False) -> bytes:
-    """One CRI log line; the same format as :func:`interlink_core.logs.format_line` (kept here
-    so the runner does not import pydantic; a unit test checks they agree)."""
-    dt = datetime.fromtimestamp(t, UTC)
-    stamp = dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}000Z"
-    tag = b"P" if partial else b"F"
-    return stamp.encode() + b" " + stream.encode() + b" " + tag + b" " + text + b"\n"
 
 
 def write_atomic(path: Path, content: str) -> None:
@@ -93,7 +85,7 @@ class Container:
             )
         except OSError as exc:
             msg = f"cannot start {self.spec['argv'][0]!r}: {exc.strerror or exc}"
-            os.write(self.log_fd, cri_line(now, "stderr", msg.encode()))
+            os.write(self.log_fd, format_line(now, "stderr", msg.encode()))
             write_atomic(self.dir / "started", repr(now))
             self.finish(START_ERROR_CODE, "StartError", message=msg)
             return False
@@ -141,10 +133,10 @@ class Container:
         while True:
             nl = buf.find(b"\n")
             if nl >= 0 and nl <= PARTIAL_LIMIT:
-                out.append(cri_line(now, stream, bytes(buf[:nl])))
+                out.append(format_line(now, stream, bytes(buf[:nl])))
                 del buf[: nl + 1]
             elif len(buf) >= PARTIAL_LIMIT:
-                out.append(cri_line(now, stream, bytes(buf[:PARTIAL_LIMIT]), partial=True))
+                out.append(format_line(now, stream, bytes(buf[:PARTIAL_LIMIT]), partial=True))
                 del buf[:PARTIAL_LIMIT]
             else:
                 break
@@ -154,7 +146,7 @@ class Container:
     def _close(self, fd: int, sel: selectors.BaseSelector, now: float) -> None:
         stream, buf = self.buffers.pop(fd)
         if buf:
-            self._write(cri_line(now, stream, bytes(buf)))
+            self._write(format_line(now, stream, bytes(buf)))
         sel.unregister(fd)
         self.pipes.pop(fd).close()
 
