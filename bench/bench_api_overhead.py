@@ -5,8 +5,9 @@
 Starts the local plugin (unix socket) and an API server in front of it (development token), then:
 - create: p50/p95 of one create, straight to the plugin vs through the API server (interleaved);
 - status: p50/p95 of one /status call carrying 1, 100 and 1,000 pods, both ways (interleaved).
-Containers are `true`, so the pods finish at once and stay tracked. Prints a table and writes
-bench/out/api_overhead.json.
+The timed creates run `true`; the tracked pods of the status calls run `sleep` (a VK's status
+cycle carries non-terminal pods) and are deleted through the API server at the end. Prints a table
+and writes bench/out/api_overhead.json.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ from tests.helpers.world import start_api, start_plugin  # noqa: E402
 TOKEN = "bench-dev-token-0123"
 
 
-def pod(name: str) -> dict[str, Any]:
+def pod(name: str, command: list[str] | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": "bench", "uid": str(uuid.uuid4())},
-        "spec": {"containers": [{"name": "main", "image": "none", "command": ["true"]}]},
+        "spec": {"containers": [{"name": "main", "image": "none", "command": command or ["true"]}],
+                 "terminationGracePeriodSeconds": 5},
     }
 
 
@@ -63,7 +65,7 @@ async def timed(coro: Any) -> float:
 
 
 async def bench(root: Path, pods: int, creates: int, repeat: int, settle: float) -> dict[str, Any]:
-    plugin = start_plugin(root / "plugin")
+    plugin = start_plugin(root / "plugin", config={"max_pods": 5000})
     api = start_api(
         root / "api", {"plugin": {"url": plugin.url}, "auth": {"insecure_dev_token": TOKEN}}
     )
@@ -97,14 +99,19 @@ async def bench(root: Path, pods: int, creates: int, repeat: int, settle: float)
 
             async def make(i: int) -> dict[str, Any]:
                 async with sem:
-                    p = pod(f"fill-{i}")
+                    p = pod(f"fill-{i}", ["sleep", "900"])
                     await edge.create(PodCreateRequests(pod=p))
                     return p
 
             t0 = time.perf_counter()
             tracked = list(await asyncio.gather(*(make(i) for i in range(pods))))
             results["fill_seconds"] = time.perf_counter() - t0
-            await asyncio.sleep(2)  # let the `true` containers finish
+            await asyncio.sleep(5)  # let the last runners start their containers
+            running = sum(
+                1 for s in await edge.status(tracked)
+                if "running" in (s.containers[0].get("state") or {})
+            )
+            results["running_pods"] = running
             results["status"] = {}
             for n in (1, 100, pods):
                 batch = tracked[:n]
@@ -116,6 +123,14 @@ async def bench(root: Path, pods: int, creates: int, repeat: int, settle: float)
                 answered = await edge.status(batch)
                 assert len(answered) == n, f"API answered {len(answered)} statuses for {n} pods"
                 results["status"][str(n)] = {"direct": summary(d), "api": summary(a)}
+            t0 = time.perf_counter()
+
+            async def drop(p: dict[str, Any]) -> None:
+                async with sem:
+                    await edge.delete(p)
+
+            await asyncio.gather(*(drop(p) for p in tracked))
+            results["delete_all_seconds"] = time.perf_counter() - t0
     finally:
         api.stop()
         plugin.stop()
@@ -158,7 +173,8 @@ def main() -> int:
     (out / "api_overhead.json").write_text(json.dumps(results, indent=2))
     print(table(results))
     print(
-        f"(filled {args.pods} pods in {results['fill_seconds']:.1f} s; "
+        f"({results['running_pods']} of {args.pods} tracked pods running; created in "
+        f"{results['fill_seconds']:.1f} s, deleted in {results['delete_all_seconds']:.1f} s; "
         f"JSON in {out / 'api_overhead.json'})"
     )
     return 0

@@ -54,6 +54,7 @@ from .models import (
     RetrievedPodData,
     dump,
     pod_meta,
+    status_list_json,
     validation_message,
 )
 from .serve import Listen, run
@@ -223,7 +224,7 @@ def make_plugin_app(plugin: Plugin) -> FastAPI:
         known = plugin.store.many([pod_meta(p)[2] for p in pods])
         records = [known[pod_meta(p)[2]] for p in pods if pod_meta(p)[2] in known]
         statuses = await plugin.poll(records) if records else []
-        return JSONResponse([dump(s) for s in statuses])
+        return Response(status_list_json(statuses), media_type="application/json")
 
     @app.get("/getLogs")
     @app.post("/getLogs")

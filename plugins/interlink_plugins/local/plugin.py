@@ -111,17 +111,19 @@ def _rfc3339(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def _read_json(path: Path | str) -> dict[str, Any] | None:
     try:
-        value = json.loads(path.read_text())
+        with open(path, "rb") as fh:  # plain open: status polls call this for every pod
+            value = json.loads(fh.read())
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
 
 
-def _read_float(path: Path) -> float | None:
+def _read_float(path: Path | str) -> float | None:
     try:
-        return float(path.read_text().strip())
+        with open(path, "rb") as fh:
+            return float(fh.read().strip())
     except (OSError, ValueError):
         return None
 
@@ -174,6 +176,12 @@ class LocalPlugin(Plugin):
             else LocalConfig.model_validate(config.model_dump())
         )
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        # statuses that can no longer change (the runner finished or was lost), and each
+        # container's start time and pid once seen: polls then skip those files
+        self._final: dict[str, PodStatus] = {}
+        self._started: dict[tuple[str, str], tuple[float, float | None]] = {}
+        self._adopted: set[int] = set()
+        self._recent: dict[str, tuple[int, PodStatus]] = {}
         self._inflight: dict[str, str] = {}
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -346,21 +354,47 @@ class LocalPlugin(Plugin):
                 self._children.pop(pid, None)
 
     def _alive(self, record: JobRecord) -> bool:
+        """Is the pod's runner still running? Our own children are asked with waitpid; a
+        runner adopted after a restart is identified once by its command line (the pid could
+        belong to another process by now), then checked with signal 0."""
         pid = int(record.data.get("pid", 0))
         child = self._children.get(pid)
-        if child is not None and child.poll() is not None:
+        if child is not None:
+            if child.poll() is None:
+                return True
             self._children.pop(pid, None)
             return False
+        if pid in self._adopted:
+            try:
+                os.kill(pid, 0)
+                return True
+            except OSError:
+                self._adopted.discard(pid)
+                return False
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read()
         except OSError:
             return False
-        return str(record.data.get("dir", "")).encode() in cmdline.split(b"\0")
+        if str(record.data.get("dir", "")).encode() in cmdline.split(b"\0"):
+            self._adopted.add(pid)
+            return True
+        return False
 
     def _status(self, record: JobRecord) -> PodStatus:
-        pod_dir = Path(record.data["dir"])
+        final = self._final.get(record.uid)
+        if final is not None:
+            return final
+        pod_dir = str(record.data["dir"])
+        try:  # the runner appends a byte here after every state file it writes
+            version = os.stat(f"{pod_dir}/events").st_size
+        except OSError:
+            version = -1
         alive = self._alive(record)
-        done = _read_json(pod_dir / "runner.done")
+        recent = self._recent.get(record.uid)
+        if alive and version >= 0 and recent is not None and recent[0] == version:
+            return recent[1]
+        done = _read_json(f"{pod_dir}/runner.done")
         lost = not alive and done is None
         images: dict[str, str] = record.data.get("images", {})
         init_names: list[str] = record.data.get("init", [])
@@ -389,29 +423,49 @@ class LocalPlugin(Plugin):
             self._container_status(record, pod_dir, name, images, lost, waiting, message)
             for name in record.data.get("containers", [])
         ]
-        return PodStatus(
+        status = PodStatus(
             name=record.name,
             UID=record.uid,
             namespace=record.namespace,
             JID=record.job_id,
             containers=mains,
             initContainers=inits,
-            podIP=str(record.data.get("ip", "")),
+            podIP=str(record.data.get("ip", "")) or None,
         )
+        if done is not None or lost:
+            self._final[record.uid] = status
+            self._recent.pop(record.uid, None)
+        elif version >= 0:
+            self._recent[record.uid] = (version, status)
+        return status
+
+    def _forget(self, uid: str) -> None:
+        """Drop the cached facts of a deleted pod."""
+        self._final.pop(uid, None)
+        self._recent.pop(uid, None)
+        for key in [k for k in list(self._started) if k[0] == uid]:
+            del self._started[key]
 
     def _container_status(
         self,
         record: JobRecord,
-        pod_dir: Path,
+        pod_dir: str,
         name: str,
         images: dict[str, str],
         lost: bool,
         waiting_reason: str,
         waiting_message: str = "",
     ) -> JSON:
-        cdir = pod_dir / "containers" / name
-        exit_info = _read_json(cdir / "exit")
-        started = _read_float(cdir / "started")
+        cdir = f"{pod_dir}/containers/{name}"
+        exit_info = _read_json(f"{cdir}/exit")
+        seen = self._started.get((record.uid, name))
+        if seen is None:
+            started = _read_float(f"{cdir}/started")
+            pid = _read_float(f"{cdir}/pid")
+            if started is not None:
+                self._started[(record.uid, name)] = (started, pid)
+        else:
+            started, pid = seen
         status: JSON = {
             "name": name,
             "image": images.get(name, ""),
@@ -420,7 +474,6 @@ class LocalPlugin(Plugin):
             "restartCount": 0,
             "started": False,
         }
-        pid = _read_float(cdir / "pid")
         if pid is not None:
             status["containerID"] = f"local://{int(pid)}"
         if exit_info is not None:
@@ -505,6 +558,7 @@ class LocalPlugin(Plugin):
                     os.kill(pid, signal.SIGKILL)
                 await self._wait_gone(record, KILL_MARGIN)
         await asyncio.to_thread(self._destroy, [pod_dir], not self.settings.keep_pod_dirs)
+        self._forget(record.uid)
 
     async def _wait_gone(self, record: JobRecord, seconds: float) -> bool:
         """Wait (without blocking the loop) until the runner is gone; False on timeout."""

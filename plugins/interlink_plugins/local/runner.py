@@ -10,7 +10,9 @@ session / process group, and records everything as files so that the plugin can 
 * ``containers/<name>/pid`` and ``started`` — the process group and start time;
 * ``containers/<name>/exit`` — ``{"exitCode", "finishedAt", "reason", "signal"?, "message"?}``,
   written (atomically) only once every log line of the container is on disk;
-* ``runner.done`` — ``{"finishedAt", "reason"}`` when the runner ends.
+* ``runner.done`` — ``{"finishedAt", "reason"}`` when the runner ends;
+* ``events`` — one byte appended after each of the files above is written, so the plugin can
+  tell from its size alone (one ``stat``) whether anything changed since its last look.
 
 On SIGTERM (pod deletion) it sends SIGTERM to every running container, waits the grace period
 (``<pod_dir>/grace`` if the plugin wrote one, else the spec's), then SIGKILLs what is left.
@@ -40,11 +42,15 @@ START_ERROR_CODE = 128
 PIPE_LINGER = 2.0
 
 
-def write_atomic(path: Path, content: str) -> None:
-    """Write ``content`` to ``path`` so readers see the whole file or none of it."""
+def write_atomic(path: Path, content: str, events: Path) -> None:
+    """Write ``content`` to ``path`` so readers see the whole file or none of it, then append
+    a byte to the pod's ``events`` file (after the write: whoever sees the new size also sees
+    the file)."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(content)
     os.replace(tmp, path)
+    with open(events, "ab") as fh:
+        fh.write(b".")
 
 
 class Container:
@@ -55,6 +61,7 @@ class Container:
         self.spec = spec
         self.dir = pod_dir / "containers" / self.name
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.events = pod_dir / "events"
         self.proc: subprocess.Popen[bytes] | None = None
         self.buffers: dict[int, tuple[str, bytearray]] = {}
         self.pipes: dict[int, IO[bytes]] = {}
@@ -86,11 +93,11 @@ class Container:
         except OSError as exc:
             msg = f"cannot start {self.spec['argv'][0]!r}: {exc.strerror or exc}"
             os.write(self.log_fd, format_line(now, "stderr", msg.encode()))
-            write_atomic(self.dir / "started", repr(now))
+            write_atomic(self.dir / "started", repr(now), self.events)
             self.finish(START_ERROR_CODE, "StartError", message=msg)
             return False
-        write_atomic(self.dir / "pid", str(self.proc.pid))
-        write_atomic(self.dir / "started", repr(now))
+        write_atomic(self.dir / "pid", str(self.proc.pid), self.events)
+        write_atomic(self.dir / "started", repr(now), self.events)
         for stream, pipe in (("stdout", self.proc.stdout), ("stderr", self.proc.stderr)):
             assert pipe is not None
             fd = pipe.fileno()
@@ -193,7 +200,7 @@ class Container:
         if self.log_fd >= 0:
             os.close(self.log_fd)
             self.log_fd = -1
-        write_atomic(self.dir / "exit", json.dumps(info))
+        write_atomic(self.dir / "exit", json.dumps(info), self.events)
 
 
 class Runner:
@@ -215,7 +222,7 @@ class Runner:
 
     def run(self) -> int:
         """Run the pod to its end; return the runner's exit status."""
-        write_atomic(self.pod_dir / "runner.pid", str(os.getpid()))
+        write_atomic(self.pod_dir / "runner.pid", str(os.getpid()), self.pod_dir / "events")
         rfd, wfd = os.pipe()
         os.set_blocking(rfd, False)
         os.set_blocking(wfd, False)
@@ -247,7 +254,7 @@ class Runner:
                 if self.stop_requested:
                     reason = "Terminated"
         info = {"finishedAt": time.time(), "reason": reason}
-        write_atomic(self.pod_dir / "runner.done", json.dumps(info))
+        write_atomic(self.pod_dir / "runner.done", json.dumps(info), self.pod_dir / "events")
         return 0
 
     def _on_stop(self, signum: int, frame: object) -> None:
