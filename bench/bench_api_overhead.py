@@ -39,8 +39,10 @@ def pod(name: str, command: list[str] | None = None) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": "bench", "uid": str(uuid.uuid4())},
-        "spec": {"containers": [{"name": "main", "image": "none", "command": command or ["true"]}],
-                 "terminationGracePeriodSeconds": 5},
+        "spec": {
+            "containers": [{"name": "main", "image": "none", "command": command or ["true"]}],
+            "terminationGracePeriodSeconds": 5,
+        },
     }
 
 
@@ -108,7 +110,8 @@ async def bench(root: Path, pods: int, creates: int, repeat: int, settle: float)
             results["fill_seconds"] = time.perf_counter() - t0
             await asyncio.sleep(5)  # let the last runners start their containers
             running = sum(
-                1 for s in await edge.status(tracked)
+                1
+                for s in await edge.status(tracked)
                 if "running" in (s.containers[0].get("state") or {})
             )
             results["running_pods"] = running

@@ -129,9 +129,12 @@ class _Wire:
         session: str | None = None,
         ok: tuple[int, ...] = (200,),
         headers: dict[str, str] | None = None,
+        content: bytes | None = None,
     ) -> httpx.Response:
-        """Send ``body`` as JSON; retry connection errors and 5xx; raise on other non-OK."""
-        content = json.dumps(body).encode()
+        """Send ``body`` as JSON (or ``content``, JSON already encoded); retry connection errors
+        and 5xx; raise on other non-OK answers."""
+        if content is None:
+            content = json.dumps(body).encode()
         last: Exception | None = None
         for attempt in range(1, self.retry.attempts + 1):
             sent = await self.headers(session, headers)
