@@ -10,7 +10,7 @@ import argparse
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPBearer
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import Field
 
@@ -206,12 +207,32 @@ class Observe:
 # --- metrics ------------------------------------------------------------------------------------
 
 
+class _PodStates:
+    """Collector of ``interlink_api_pods{state}``, counted from the last status answers when
+    Prometheus scrapes (a status call only stores references)."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, list[JSON]] = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        counts = dict.fromkeys(("pending", "running", "succeeded", "failed"), 0)
+        for containers in list(self.latest.values()):
+            state = pod_state(containers)
+            counts[state] = counts.get(state, 0) + 1
+        family = GaugeMetricFamily(
+            "interlink_api_pods", "Pods by last known state", labels=["state"]
+        )
+        for state, n in counts.items():
+            family.add_metric([state], n)
+        yield family
+
+
 @dataclass
 class Metrics:
     """Prometheus metrics of one API server (a registry of its own, no globals)."""
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-    pod_states: dict[str, str] = field(default_factory=dict)
+    pods: _PodStates = field(default_factory=_PodStates)
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -234,26 +255,17 @@ class Metrics:
             ["route"],
             registry=r,
         )
-        self.pods = Gauge("interlink_api_pods", "Pods by last known state", ["state"], registry=r)
-        self._refresh()
+        r.register(self.pods)
 
     def observe_statuses(self, statuses: list[JSON]) -> None:
-        """Remember each pod's state from a status answer."""
+        """Remember each pod's containers from a status answer."""
+        latest = self.pods.latest
         for s in statuses:
-            self.pod_states[str(s.get("UID", ""))] = pod_state(s.get("containers") or [])
-        self._refresh()
+            latest[str(s.get("UID", ""))] = s.get("containers") or []
 
     def forget(self, uid: str) -> None:
         """Drop a deleted pod."""
-        self.pod_states.pop(uid, None)
-        self._refresh()
-
-    def _refresh(self) -> None:
-        counts = {"pending": 0, "running": 0, "succeeded": 0, "failed": 0}
-        for state in self.pod_states.values():
-            counts[state] = counts.get(state, 0) + 1
-        for state, n in counts.items():
-            self.pods.labels(state).set(n)
+        self.pods.latest.pop(uid, None)
 
 
 def pod_state(containers: list[JSON]) -> str:
@@ -491,7 +503,7 @@ def make_app(config: ApiServerConfig) -> Any:
     ) -> Response:
         uids = [pod_meta(p)[2] for p in pods]
         owners = owned_or_refuse(edge, who, uids)
-        mine = [p for p in pods if pod_meta(p)[2] in owners]
+        mine = [p for p, uid in zip(pods, uids, strict=True) if uid in owners]
         if not mine:
             return JSONResponse([])
         # all pods known: forward the caller's JSON as it came (no re-encoding)
