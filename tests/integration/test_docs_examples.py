@@ -63,3 +63,28 @@ async def test_plugin_sdk_example_runs_behind_the_api_server(tmp_path: Path) -> 
             api.stop()
     finally:
         stop(proc)
+
+
+def test_readme_python_example_runs(tmp_path: Path) -> None:
+    [code] = python_blocks(REPO / "README.md")
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("job local-")
+    assert lines[1:] == ["exit code 0", "logs: hello"]
+
+
+def test_documented_api_server_config_is_valid() -> None:
+    import yaml
+
+    from interlink_core.apiserver import ApiServerConfig
+    from interlink_core.config import build_config
+
+    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "docs/api-server.md").read_text(), re.S)
+    config = build_config(ApiServerConfig, yaml.safe_load(blocks[0]), "docs/api-server.md")
+    assert config.auth.oidc is not None and config.auth.oidc.required_groups == ["interlink-users"]
+    assert config.auth.mtls is not None and config.listen.tls is not None

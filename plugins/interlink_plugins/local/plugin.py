@@ -183,6 +183,7 @@ class LocalPlugin(Plugin):
         self._adopted: set[int] = set()
         self._recent: dict[str, tuple[int, PodStatus]] = {}
         self._inflight: dict[str, str] = {}
+        self._ips: dict[str, str] = {}  # pod uid → IP of every pod the store knows
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -191,7 +192,9 @@ class LocalPlugin(Plugin):
         crash between starting a runner and recording it."""
         root = self.settings.pods_path
         root.mkdir(parents=True, exist_ok=True)
-        known = {r.uid for r in self.store.all()}
+        records = self.store.all()
+        known = {r.uid for r in records}
+        self._ips = {r.uid: str(r.data.get("ip", "")) for r in records}
         orphans = [d for d in root.iterdir() if d.is_dir() and d.name not in known]
         if orphans:
             await asyncio.to_thread(self._destroy, orphans, not self.settings.keep_pod_dirs)
@@ -210,27 +213,28 @@ class LocalPlugin(Plugin):
         spec = pod.get("spec") or {}
         if not spec.get("containers"):
             raise BadRequest("spec.containers: a pod needs at least one container")
-        live = self.store.all()
-        if len(live) + len(self._inflight) >= self.settings.max_pods:
+        if len(self._ips) + len(self._inflight) >= self.settings.max_pods:
             raise BackendUnavailable(
                 f"this node already runs max_pods={self.settings.max_pods} pods; delete some "
                 "or raise max_pods"
             )
         self._reap()
-        ip = self._allocate_ip(uid, live)
+        ip = self._allocate_ip(uid)
         pod_dir = self.settings.pods_path / uid
         try:
             if pod_dir.exists():
                 await asyncio.to_thread(self._destroy, [pod_dir], True)
-            return await asyncio.to_thread(self._start_pod, data, pod_dir, ip)
+            submitted = await asyncio.to_thread(self._start_pod, data, pod_dir, ip)
+            self._ips[uid] = ip
+            return submitted
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, pod_dir, True)
             raise
         finally:
             self._inflight.pop(uid, None)
 
-    def _allocate_ip(self, uid: str, live: list[JobRecord]) -> str:
-        used = {str(r.data.get("ip")) for r in live} | set(self._inflight.values())
+    def _allocate_ip(self, uid: str) -> str:
+        used = set(self._ips.values()) | set(self._inflight.values())
         for host in self.settings.ip_range.hosts():
             ip = str(host)
             if ip not in used:
@@ -559,6 +563,7 @@ class LocalPlugin(Plugin):
                 await self._wait_gone(record, KILL_MARGIN)
         await asyncio.to_thread(self._destroy, [pod_dir], not self.settings.keep_pod_dirs)
         self._forget(record.uid)
+        self._ips.pop(record.uid, None)
 
     async def _wait_gone(self, record: JobRecord, seconds: float) -> bool:
         """Wait (without blocking the loop) until the runner is gone; False on timeout."""
