@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path, PurePosixPath
@@ -30,6 +31,10 @@ from .errors import BadRequest
 from .models import JSON, RetrievedPodData
 
 DEFAULT_FILE_MODE = 0o644
+UID_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+"""Pod UIDs name directories: letters, digits and '-' only."""
+NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+"""Container names (DNS labels), as Kubernetes validates them."""
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 _SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['([^']*)'\]$")
 _BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
@@ -580,3 +585,57 @@ def container_mounts(
             Mount(normalized if normalized != "/" else "/", source, bool(vm.get("readOnly")))
         )
     return out
+
+
+def path_rewriter(mounts: list[Mount]) -> Callable[[str], str]:
+    """A function replacing each mount path (as a whole path prefix) in a string by the
+    directory on disk, for runtimes without a private mount namespace."""
+    table = {m.mount_path: str(m.source) for m in mounts}
+    if not table:
+        return lambda text: text
+    alternatives = "|".join(re.escape(p) for p in sorted(table, key=len, reverse=True))
+    pattern = re.compile(r"(?<![\w.\-/])(" + alternatives + r")(?=/|$|[^\w.\-])")
+    return lambda text: pattern.sub(lambda m: table[m.group(1)], text)
+
+
+def checked_uid(pod: JSON) -> str:
+    """The pod's UID, refused with a 400 unless it is safe as a directory name."""
+    uid = str((pod.get("metadata") or {}).get("uid", ""))
+    if not UID_PATTERN.match(uid):
+        raise BadRequest(
+            "pod.metadata.uid: must be 1-64 letters, digits or '-' (it names a directory)"
+        )
+    return uid
+
+
+def pod_containers(pod: JSON) -> list[tuple[str, str, JSON]]:
+    """``(kind, field, container)`` for every init container then container, with names
+    checked (valid DNS labels, unique); ``kind`` is ``init`` or ``main``."""
+    spec = pod.get("spec") or {}
+    if not spec.get("containers"):
+        raise BadRequest("spec.containers: a pod needs at least one container")
+    seen: set[str] = set()
+    out: list[tuple[str, str, JSON]] = []
+    for kind, key in (("init", "initContainers"), ("main", "containers")):
+        for i, c in enumerate(spec.get(key) or []):
+            where = f"spec.{key}[{i}]"
+            name = c.get("name") if isinstance(c, dict) else None
+            if not isinstance(name, str) or not NAME_PATTERN.match(name):
+                raise BadRequest(
+                    f"{where}.name: {name!r} is not a valid container name (lower-case "
+                    "letters, digits and '-', at most 63)"
+                )
+            if name in seen:
+                raise BadRequest(f"{where}.name: {name!r} is used by another container")
+            seen.add(name)
+            out.append((kind, where, c))
+    return out
+
+
+def command_line(container: JSON, where: str) -> tuple[list[str], list[str]]:
+    """The container's ``command`` and ``args``, checked to be lists of strings."""
+    command, args = container.get("command") or [], container.get("args") or []
+    for field, value in (("command", command), ("args", args)):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise BadRequest(f"{where}.{field}: must be a list of strings")
+    return list(command), list(args)

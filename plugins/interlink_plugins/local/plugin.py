@@ -25,13 +25,12 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -51,12 +50,15 @@ from interlink_core.models import (
     pod_meta,
 )
 from interlink_core.podspec import (
-    Mount,
+    checked_uid,
+    command_line,
     container_mounts,
     expand,
     materialize_volumes,
     node_cpus,
     node_memory_bytes,
+    path_rewriter,
+    pod_containers,
     resolve_env,
 )
 from interlink_core.sdk import Plugin, PluginConfig, Submitted
@@ -64,8 +66,6 @@ from interlink_core.store import JobRecord
 
 log = logging.getLogger("interlink.plugin.local")
 
-UID_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DEFAULT_GRACE = 30.0
 KILL_MARGIN = 5.0
 LOST_EXIT_CODE = 255
@@ -126,16 +126,6 @@ def _read_float(path: Path | str) -> float | None:
             return float(fh.read().strip())
     except (OSError, ValueError):
         return None
-
-
-def _rewriter(mounts: list[Mount]) -> Callable[[str], str]:
-    """A function replacing each mount path (as a whole path prefix) by its source dir."""
-    table = {m.mount_path: str(m.source) for m in mounts}
-    if not table:
-        return lambda text: text
-    alternatives = "|".join(re.escape(p) for p in sorted(table, key=len, reverse=True))
-    pattern = re.compile(r"(?<![\w.\-/])(" + alternatives + r")(?=/|$|[^\w.\-])")
-    return lambda text: pattern.sub(lambda m: table[m.group(1)], text)
 
 
 def memory_quantity(n: int) -> str:
@@ -205,14 +195,8 @@ class LocalPlugin(Plugin):
     async def submit(self, data: RetrievedPodData) -> Submitted:
         """Prepare the pod directory and start the pod's runner."""
         pod = data.pod
-        _, _, uid = pod_meta(pod)
-        if not UID_PATTERN.match(uid):
-            raise BadRequest(
-                "pod.metadata.uid: must be 1-64 letters, digits or '-' (it names a directory)"
-            )
-        spec = pod.get("spec") or {}
-        if not spec.get("containers"):
-            raise BadRequest("spec.containers: a pod needs at least one container")
+        uid = checked_uid(pod)
+        pod_containers(pod)  # names checked before anything is written
         if len(self._ips) + len(self._inflight) >= self.settings.max_pods:
             raise BackendUnavailable(
                 f"this node already runs max_pods={self.settings.max_pods} pods; delete some "
@@ -253,27 +237,15 @@ class LocalPlugin(Plugin):
 
     def _start_pod(self, data: RetrievedPodData, pod_dir: Path, ip: str) -> Submitted:
         pod = data.pod
-        spec = pod.get("spec") or {}
         pod_dir.parent.mkdir(parents=True, exist_ok=True)
         pod_dir.mkdir(mode=0o700)  # spec.json and volumes may hold secrets
         volumes = materialize_volumes(data, pod_dir / "volumes", pod_ip=ip, host_ip="127.0.0.1")
-        seen: set[str] = set()
         run: dict[str, list[dict[str, Any]]] = {"init": [], "containers": []}
         images: dict[str, str] = {}
-        for kind, key in (("initContainers", "init"), ("containers", "containers")):
-            for i, c in enumerate(spec.get(kind) or []):
-                where = f"spec.{kind}[{i}]"
-                name = c.get("name")
-                if not isinstance(name, str) or not NAME_PATTERN.match(name):
-                    raise BadRequest(
-                        f"{where}.name: {name!r} is not a valid container name (lower-case "
-                        "letters, digits and '-', at most 63)"
-                    )
-                if name in seen:
-                    raise BadRequest(f"{where}.name: {name!r} is used by another container")
-                seen.add(name)
-                images[name] = str(c.get("image") or "")
-                run[key].append(self._container_spec(data, c, where, volumes, pod_dir, ip))
+        for kind, where, c in pod_containers(pod):
+            images[c["name"]] = str(c.get("image") or "")
+            key = "init" if kind == "init" else "containers"
+            run[key].append(self._container_spec(data, c, where, volumes, pod_dir, ip))
         (pod_dir / "containers").mkdir()
         body = {"grace": self._grace(pod), **run}
         (pod_dir / "spec.json").write_text(json.dumps(body))
@@ -310,10 +282,7 @@ class LocalPlugin(Plugin):
         ip: str,
     ) -> dict[str, Any]:
         pod = data.pod
-        command, args = c.get("command") or [], c.get("args") or []
-        for field, value in (("command", command), ("args", args)):
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise BadRequest(f"{where}.{field}: must be a list of strings")
+        command, args = command_line(c, where)
         if not command and not args:
             raise BadRequest(
                 f"{where}.command: is required by the local plugin (there is no image "
@@ -324,7 +293,7 @@ class LocalPlugin(Plugin):
         for j, m in enumerate(mounts):
             if m.mount_path == "/":
                 raise BadRequest(f"{where}.volumeMounts[{j}].mountPath: cannot mount at /")
-        rewrite = _rewriter(mounts)
+        rewrite = path_rewriter(mounts)
         pod_env = {k: rewrite(v) for k, v in pod_env.items()}
         argv = [expand(rewrite(a), pod_env) for a in [*command, *args]]
         env = {k: os.environ[k] for k in self.settings.inherit_env if k in os.environ}
