@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from interlink_plugins.local.plugin import find_pod_processes
 
+from interlink_plugins.local.plugin import find_pod_processes
 from tests.helpers.world import plugin_client, start_plugin, stop
 
 JSONd = dict[str, Any]

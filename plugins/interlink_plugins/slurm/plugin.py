@@ -1,0 +1,392 @@
+"""The SLURM backend: each pod is one batch job (``interlink plugin slurm``).
+
+Per status cycle it runs **one** ``squeue`` for all tracked jobs and one ``sacct`` only for
+jobs that left the queue since the last cycle (their final state is then cached); per-container
+states come from the files the job script writes in the pod's working directory
+(``containers/<name>/started``, ``exit``, ``0.log``), which must be on a filesystem shared with
+the compute nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import ClassVar, cast
+
+from pydantic import Field
+
+from interlink_core.errors import BackendUnavailable, BadRequest, NotFound
+from interlink_core.logs import follow_log, read_log
+from interlink_core.models import (
+    JSON,
+    LogStruct,
+    NodeResources,
+    PingAnswer,
+    PodStatus,
+    RetrievedPodData,
+)
+from interlink_core.podspec import checked_uid
+from interlink_core.sdk import Plugin, PluginConfig, Submitted
+from interlink_core.store import JobRecord
+
+from .commands import (
+    SACCT_FIELDS,
+    SQUEUE_FORMAT,
+    Calls,
+    JobState,
+    parse_sacct,
+    parse_sbatch,
+    parse_sinfo,
+    parse_squeue,
+    run,
+    sbatch_error,
+)
+from .config import SlurmConfig
+from .script import build_job, record_data
+
+ACTIVE = {
+    "PENDING",
+    "CONFIGURING",
+    "RUNNING",
+    "COMPLETING",
+    "SUSPENDED",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "RESIZING",
+    "SIGNALING",
+    "STAGE_OUT",
+    "STOPPED",
+    "RESV_DEL_HOLD",
+    "SPECIAL_EXIT",
+}
+QUEUED = {
+    "PENDING",
+    "CONFIGURING",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "SUSPENDED",
+    "RESV_DEL_HOLD",
+}
+# SLURM's end state of a job whose container left no exit file → (reason, exit code)
+JOB_END = {
+    "TIMEOUT": ("DeadlineExceeded", 143),
+    "OUT_OF_MEMORY": ("OOMKilled", 137),
+    "CANCELLED": ("Cancelled", 143),
+    "NODE_FAIL": ("NodeFailure", 255),
+    "BOOT_FAIL": ("NodeFailure", 255),
+    "PREEMPTED": ("Preempted", 143),
+    "DEADLINE": ("DeadlineExceeded", 143),
+    "FAILED": ("Error", 1),
+    "COMPLETED": ("Completed", 0),
+}
+
+
+class SlurmPluginConfig(SlurmConfig):
+    """:class:`SlurmConfig` plus the capacity announced to Kubernetes."""
+
+    max_pods: int = Field(default=1000, ge=1)
+
+
+def _rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text.strip()) if text else None
+    except ValueError:
+        return None
+
+
+class SlurmPlugin(Plugin):
+    """Pods as SLURM batch jobs."""
+
+    name = "slurm"
+    config_model: ClassVar[type[PluginConfig]] = SlurmPluginConfig
+
+    def __init__(self, config: PluginConfig) -> None:
+        super().__init__(config)
+        self.settings = cast(SlurmPluginConfig, config)
+        self.calls = Calls()
+        self._final: dict[str, PodStatus] = {}
+        self._ended: dict[str, JobState] = {}
+        self._user = str(os.getuid())
+
+    async def start(self) -> None:
+        """Make sure the jobs directory exists (tracked jobs are re-read from SLURM)."""
+        self.settings.jobs_path.mkdir(parents=True, exist_ok=True)
+
+    # --- create -------------------------------------------------------------------------------
+
+    async def submit(self, data: RetrievedPodData) -> Submitted:
+        """Write the pod's files and script, then ``sbatch`` it."""
+        uid = checked_uid(data.pod)
+        pod_dir = self.settings.jobs_path / uid
+        if pod_dir.exists():  # leftover of a create that crashed before it was recorded
+            await asyncio.to_thread(shutil.rmtree, pod_dir, True)
+        pod_dir.mkdir(mode=0o700, parents=True)
+        try:
+            plan, files = await asyncio.to_thread(build_job, data, self.settings, pod_dir)
+            await asyncio.to_thread(self._write, pod_dir, plan.script, files)
+            self.calls.sbatch += 1
+            rc, out, err = await run(
+                [self.settings.sbatch, "--parsable", *plan.options, str(pod_dir / "job.sh")]
+            )
+            if rc != 0:
+                raise sbatch_error(err)
+            job_id = parse_sbatch(out)
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, pod_dir, True)
+            raise
+        return Submitted(job_id=job_id, data=record_data(plan, pod_dir))
+
+    @staticmethod
+    def _write(pod_dir: Path, script: str, files: dict[str, str]) -> None:
+        script_path = pod_dir / "job.sh"
+        script_path.write_text(script)
+        script_path.chmod(0o700)
+        for rel, content in files.items():
+            path = pod_dir / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+            path.chmod(0o600)
+
+    # --- delete -------------------------------------------------------------------------------
+
+    async def cancel(self, record: JobRecord, pod: JSON) -> None:
+        """``scancel`` the job, wait until SLURM let it go, remove its directory."""
+        queue = await self._squeue([record.job_id])
+        if record.job_id in queue:
+            self.calls.scancel += 1
+            rc, _, err = await run([self.settings.scancel, record.job_id])
+            if rc != 0 and "Invalid job id" not in err:
+                raise BadRequest(f"scancel {record.job_id} failed: {err.strip()}")
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                queue = await self._squeue([record.job_id])
+                state = queue.get(record.job_id)
+                if state is None or state.state not in ACTIVE:
+                    break
+                await asyncio.sleep(0.5)
+        if not self.settings.keep_work_dirs:
+            await asyncio.to_thread(shutil.rmtree, record.data.get("dir", ""), True)
+        self._final.pop(record.uid, None)
+        self._ended.pop(record.job_id, None)
+
+    # --- status -------------------------------------------------------------------------------
+
+    async def _squeue(self, job_ids: list[str]) -> dict[str, JobState]:
+        """One ``squeue`` call for all these jobs."""
+        self.calls.squeue += 1
+        argv = [self.settings.squeue, "-h", "-o", SQUEUE_FORMAT, "-j", ",".join(job_ids)]
+        rc, out, err = await run(argv)
+        if rc != 0 and "Invalid job id" in err:
+            # some ids are no longer known to slurmctld: list this user's jobs instead
+            self.calls.squeue += 1
+            rc, out, err = await run(
+                [self.settings.squeue, "-h", "-o", SQUEUE_FORMAT, "-u", self._user]
+            )
+        if rc != 0:
+            raise BackendUnavailable(f"squeue failed: {err.strip() or rc}")
+        wanted = set(job_ids)
+        return {k: v for k, v in parse_squeue(out).items() if k in wanted}
+
+    async def _sacct(self, job_ids: list[str]) -> dict[str, JobState]:
+        """One ``sacct`` call for jobs that left the queue (empty if accounting is off)."""
+        self.calls.sacct += 1
+        rc, out, _ = await run(
+            [self.settings.sacct, "-n", "-X", "-P", "-o", SACCT_FIELDS, "-j", ",".join(job_ids)]
+        )
+        return parse_sacct(out) if rc == 0 else {}
+
+    async def poll(self, records: list[JobRecord]) -> list[PodStatus]:
+        """Statuses of all these pods: one squeue, and sacct only for jobs that just ended."""
+        open_ids = [r.job_id for r in records if r.uid not in self._final]
+        queue = await self._squeue(open_ids) if open_ids else {}
+        ended = [j for j in open_ids if j not in queue and j not in self._ended]
+        if ended:
+            self._ended.update(await self._sacct(ended))
+        jobs = {**self._ended, **queue}
+        return await asyncio.to_thread(
+            lambda: [self._status(r, jobs.get(r.job_id)) for r in records]
+        )
+
+    def _status(self, record: JobRecord, job: JobState | None) -> PodStatus:
+        final = self._final.get(record.uid)
+        if final is not None:
+            return final
+        pod_dir = str(record.data.get("dir", ""))
+        terminal = job is not None and job.state not in ACTIVE
+        init_names: list[str] = record.data.get("init", [])
+        inits: list[JSON] = []
+        init_failed = False
+        init_done = True
+        for name in init_names:
+            st = self._container(record, pod_dir, name, job, "PodInitializing")
+            inits.append(st)
+            term = st["state"].get("terminated")
+            if term is None:
+                init_done = False
+            elif term["exitCode"] != 0:
+                init_failed = True
+        waiting = "ContainerCreating" if init_done and not init_failed else "PodInitializing"
+        mains = [
+            self._container(record, pod_dir, name, job, waiting, skip_end=init_failed)
+            for name in record.data.get("containers", [])
+        ]
+        status = PodStatus(
+            name=record.name,
+            UID=record.uid,
+            namespace=record.namespace,
+            JID=record.job_id,
+            containers=mains,
+            initContainers=inits,
+        )
+        if terminal:
+            self._final[record.uid] = status
+        return status
+
+    def _container(
+        self,
+        record: JobRecord,
+        pod_dir: str,
+        name: str,
+        job: JobState | None,
+        waiting_reason: str,
+        skip_end: bool = False,
+    ) -> JSON:
+        images: dict[str, str] = record.data.get("images", {})
+        base: JSON = {
+            "name": name,
+            "image": images.get(name, ""),
+            "imageID": "",
+            "ready": False,
+            "restartCount": 0,
+            "started": False,
+        }
+        cdir = f"{pod_dir}/containers/{name}"
+        started = _float(_read(f"{cdir}/started"))
+        exit_text = _read(f"{cdir}/exit")
+        if exit_text:
+            with contextlib.suppress(ValueError):
+                info = json.loads(exit_text)
+                code = int(info.get("exitCode", 1))
+                finished = float(info.get("finishedAt", time.time()))
+                base["state"] = {
+                    "terminated": {
+                        "exitCode": code,
+                        "reason": "Completed" if code == 0 else "Error",
+                        "startedAt": _rfc3339(started or finished),
+                        "finishedAt": _rfc3339(finished),
+                        "containerID": f"slurm://{record.job_id}/{name}",
+                    }
+                }
+                return base
+        if job is None:
+            base["state"] = {
+                "waiting": {
+                    "reason": "JobStateUnknown",
+                    "message": f"SLURM job {record.job_id} is not known to squeue or sacct (yet)",
+                }
+            }
+            return base
+        if job.state not in ACTIVE:
+            if skip_end:  # never started: an init container failed
+                base["state"] = {
+                    "waiting": {
+                        "reason": "PodInitializing",
+                        "message": "not started: an init container failed",
+                    }
+                }
+                return base
+            reason, code = JOB_END.get(job.state, ("Error", 1))
+            if job.state == "FAILED" and job.exit_code:
+                code = job.exit_code
+            at = started or time.time()
+            base["state"] = {
+                "terminated": {
+                    "exitCode": code,
+                    "reason": reason,
+                    "message": f"SLURM job {record.job_id} ended {job.state}",
+                    "startedAt": _rfc3339(at),
+                    "finishedAt": _rfc3339(at),
+                }
+            }
+            return base
+        if job.state in QUEUED:
+            waiting: JSON = {"reason": f"Queued: {job.reason or job.state.title()}"}
+            message = f"SLURM job {record.job_id} is {job.state}"
+            if job.start:
+                message += f"; expected start {job.start}"
+            waiting["message"] = message
+            base["state"] = {"waiting": waiting}
+            return base
+        if started is not None:
+            base["state"] = {"running": {"startedAt": _rfc3339(started)}}
+            base["ready"] = base["started"] = True
+            return base
+        base["state"] = {"waiting": {"reason": waiting_reason}}
+        return base
+
+    # --- logs ---------------------------------------------------------------------------------
+
+    def logs(self, record: JobRecord, request: LogStruct) -> AsyncIterator[bytes]:
+        """The container's log file, as asked; followed until the container or job ends."""
+        name = request.ContainerName
+        if name not in [*record.data.get("init", []), *record.data.get("containers", [])]:
+            raise NotFound(f"pod {record.namespace}/{record.name} has no container {name!r}")
+        if request.Opts.Previous:
+            raise BadRequest(f"container {name!r} has no previous instance: jobs do not restart")
+        cdir = Path(str(record.data.get("dir", ""))) / "containers" / name
+        path = cdir / "0.log"
+        if not request.Opts.Follow:
+
+            async def once() -> AsyncIterator[bytes]:
+                yield await asyncio.to_thread(read_log, path, request.Opts)
+
+            return once()
+
+        async def finished() -> bool:
+            return (cdir / "exit").exists() or record.uid in self._final
+
+        return follow_log(path, request.Opts, finished)
+
+    # --- ping ---------------------------------------------------------------------------------
+
+    async def ping(self) -> PingAnswer:
+        """Capacity from ``sinfo`` and the configured taints."""
+        self.calls.sinfo += 1
+        rc, out, err = await run([self.settings.sinfo, "-h", "-N", "-o", "%N|%c|%m|%G"])
+        if rc != 0:
+            return PingAnswer(status=f"sinfo failed: {err.strip()}")
+        cpus, mem_mib, gpus = parse_sinfo(out)
+        accelerators = [{"resourceType": "nvidia.com/gpu", "available": gpus}] if gpus else []
+        return PingAnswer(
+            status="ok",
+            resources=NodeResources.model_validate(
+                {
+                    "cpu": str(cpus),
+                    "memory": f"{mem_mib}Mi",
+                    "pods": str(self.settings.max_pods),
+                    "accelerators": accelerators,
+                }
+            ),
+            taints=list(self.settings.taints),
+        )

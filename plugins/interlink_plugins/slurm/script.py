@@ -1,0 +1,358 @@
+"""A pod as a SLURM job: the sbatch options and the batch script (pure functions, no I/O except
+writing the pod's volumes).
+
+Every value that comes from the pod (command, args, env names and values, paths, names) reaches
+the shell through :func:`shlex.quote` or is refused; sbatch options are passed as ``argv`` (never
+as ``#SBATCH`` lines), and those from the pod annotation must be on the admin's allow-list.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from interlink_core.errors import BadRequest
+from interlink_core.models import JSON, RetrievedPodData
+from interlink_core.podspec import (
+    checked_uid,
+    command_line,
+    container_mounts,
+    materialize_volumes,
+    parse_quantity,
+    path_rewriter,
+    pod_containers,
+    resolve_env,
+)
+
+from .config import SlurmConfig
+
+FLAGS_ANNOTATION = "slurm-job.vk.io/flags"
+PRE_EXEC_ANNOTATION = "slurm-job.vk.io/pre-exec"
+FLAVOR_ANNOTATION = "slurm-job.vk.io/flavor"
+GPU = "nvidia.com/gpu"
+_SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+_SHORT = {
+    "-t": "--time",
+    "-p": "--partition",
+    "-A": "--account",
+    "-q": "--qos",
+    "-C": "--constraint",
+    "-N": "--nodes",
+    "-n": "--ntasks",
+    "-c": "--cpus-per-task",
+    "-G": "--gpus",
+    "-H": "--hold",
+    "-J": "--job-name",
+    "-o": "--output",
+    "-e": "--error",
+    "-D": "--chdir",
+}
+_NO_VALUE = {"--exclusive", "--hold"}
+
+
+@dataclass
+class JobPlan:
+    """What to submit for one pod."""
+
+    options: list[str]
+    script: str
+    init: list[str] = field(default_factory=list)
+    containers: list[str] = field(default_factory=list)
+    images: dict[str, str] = field(default_factory=dict)
+
+
+# --- resources ----------------------------------------------------------------------------------
+
+
+def _amount(container: JSON, resource: str) -> Decimal:
+    res = container.get("resources") or {}
+    for kind in ("limits", "requests"):
+        value = (res.get(kind) or {}).get(resource)
+        if value is not None:
+            return parse_quantity(value)
+    return Decimal(0)
+
+
+def effective(containers: list[tuple[str, str, JSON]], resource: str) -> Decimal:
+    """Kubernetes' effective pod demand: max(largest init container, sum of containers)."""
+    init = [_amount(c, resource) for kind, _, c in containers if kind == "init"]
+    main = sum((_amount(c, resource) for kind, _, c in containers if kind == "main"), Decimal(0))
+    return max([main, *init])
+
+
+def resource_options(containers: list[tuple[str, str, JSON]]) -> tuple[list[str], int]:
+    """``--cpus-per-task``, ``--mem`` and ``--gres=gpu:N`` from the pod; also the GPU count."""
+    opts: list[str] = []
+    cpus = effective(containers, "cpu")
+    if cpus > 0:
+        opts.append(f"--cpus-per-task={max(1, math.ceil(cpus))}")
+    mem = effective(containers, "memory")
+    if mem > 0:
+        opts.append(f"--mem={max(1, math.ceil(mem / 2**20))}M")
+    gpus = math.ceil(effective(containers, GPU))
+    if gpus > 0:
+        opts.append(f"--gres=gpu:{gpus}")
+    return opts, gpus
+
+
+# --- sbatch options from the pod ----------------------------------------------------------------
+
+
+def user_flags(annotation: str, allowed: list[str]) -> list[str]:
+    """Options from ``slurm-job.vk.io/flags``, each checked against the allow-list."""
+    try:
+        tokens = shlex.split(annotation)
+    except ValueError as exc:
+        raise BadRequest(f"metadata.annotations[{FLAGS_ANNOTATION!r}]: {exc}") from None
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if not tok.startswith("-"):
+            raise BadRequest(
+                f"metadata.annotations[{FLAGS_ANNOTATION!r}]: {tok!r} is not an sbatch option"
+            )
+        name, eq, value = tok.partition("=")
+        if not name.startswith("--") and len(name) > 2:  # -t01:00:00
+            name, value, eq = name[:2], name[2:], "="
+        long = _SHORT.get(name, name)
+        if long not in allowed:
+            raise BadRequest(
+                f"metadata.annotations[{FLAGS_ANNOTATION!r}]: option {name} is not allowed "
+                f"here (allowed: {', '.join(allowed)}); ask the site admin to add it to "
+                "allowed_flags"
+            )
+        if not eq and long not in _NO_VALUE:
+            if i + 1 >= len(tokens):
+                raise BadRequest(
+                    f"metadata.annotations[{FLAGS_ANNOTATION!r}]: option {name} needs a value"
+                )
+            i += 1
+            value = tokens[i]
+        if any(ord(ch) < 32 for ch in value):
+            raise BadRequest(
+                f"metadata.annotations[{FLAGS_ANNOTATION!r}]: the value of {name} has "
+                "control characters"
+            )
+        out.append(f"{long}={value}" if (eq or long not in _NO_VALUE) else long)
+        i += 1
+    return out
+
+
+def flavor_flags(pod: JSON, cfg: SlurmConfig, gpus: int) -> list[str]:
+    """Flags of the flavor the pod asks for, or of the GPU / default flavor."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    name = annotations.get(FLAVOR_ANNOTATION)
+    if name is not None:
+        if name not in cfg.flavors:
+            raise BadRequest(
+                f"metadata.annotations[{FLAVOR_ANNOTATION!r}]: no flavor {name!r}; this site "
+                f"offers: {', '.join(sorted(cfg.flavors)) or 'none'}"
+            )
+    elif gpus and cfg.gpu_flavor:
+        name = cfg.gpu_flavor
+    else:
+        name = cfg.default_flavor
+    return list(cfg.flavors[name].flags) if name else []
+
+
+# --- the script ---------------------------------------------------------------------------------
+
+_PRELUDE = r"""set -u
+export TZ=UTC
+# one CRI log line per output line: <time> stdout F <text>
+il_stamp() {
+  local line t
+  while IFS= read -r line || [[ -n $line ]]; do
+    t=${EPOCHREALTIME:-$(printf '%(%s)T' -1).000000}
+    printf '%(%Y-%m-%dT%H:%M:%S)T.%s000Z stdout F %s\n' "${t%.*}" "${t#*.}" "$line"
+  done
+}
+# il_run NAME WORKDIR COMMAND...: run one container, record start, log and exit code
+il_run() {
+  local name=$1 wd=$2 code
+  shift 2
+  local d="$IL_DIR/containers/$name"
+  mkdir -p "$d"
+  printf '%s\n' "${EPOCHREALTIME:-$(printf '%(%s)T' -1)}" > "$d/started.tmp"
+  mv "$d/started.tmp" "$d/started"
+  ( cd "$wd" && exec "$@" ) < /dev/null 2>&1 | il_stamp >> "$d/0.log"
+  code=${PIPESTATUS[0]}
+  printf '{"exitCode": %d, "finishedAt": %s}\n' "$code" \
+    "${EPOCHREALTIME:-$(printf '%(%s)T' -1)}" > "$d/exit.tmp"
+  mv "$d/exit.tmp" "$d/exit"
+  return "$code"
+}
+"""
+
+
+def image_ref(image: str, prefix: str) -> str:
+    """An image name as the runtime wants it: absolute paths and URLs as they are."""
+    if image.startswith("/") or "://" in image:
+        return image
+    return prefix + image
+
+
+def runtime_argv(
+    cfg: SlurmConfig,
+    c: JSON,
+    where: str,
+    env: dict[str, str],
+    binds: list[tuple[str, str, bool]],
+    argv: list[str],
+    has_command: bool,
+    workdir: str | None,
+    pod_dir: Path,
+) -> list[str]:
+    """The command line that runs one container with the configured runtime."""
+    name = str(c["name"])
+    image = str(c.get("image") or "")
+    if cfg.runtime == "host":
+        return ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
+    if not image:
+        raise BadRequest(f"{where}.image: required with runtime {cfg.runtime}")
+    if cfg.runtime in ("apptainer", "singularity"):
+        ap = cfg.apptainer
+        binary = ap.binary if cfg.runtime == "apptainer" else "singularity"
+        out = [binary, "exec" if has_command else "run", *ap.options]
+        out += ["--env-file", str(pod_dir / "containers" / name / "env")]
+        for src, dst, ro in binds:
+            out += ["--bind", f"{src}:{dst}:{'ro' if ro else 'rw'}"]
+        if workdir:
+            out += ["--pwd", workdir]
+        return [*out, image_ref(image, ap.image_prefix), *argv]
+    en = cfg.enroot
+    out = [en.binary, "start", *en.options]
+    for src, dst, ro in binds:
+        out += ["--mount", f"{src}:{dst}:{'ro' if ro else 'rw'}"]
+    for k, v in env.items():
+        out += ["--env", f"{k}={v}"]
+    return [*out, f"il-{pod_dir.name}-{name}", *argv]
+
+
+def env_file(env: dict[str, str], where: str) -> str:
+    """An Apptainer ``--env-file``: shell assignments, every value quoted."""
+    lines = []
+    for k, v in env.items():
+        if not _SHELL_NAME.match(k):
+            raise BadRequest(
+                f"{where}.env: {k!r} is not a valid variable name for a container runtime "
+                "(letters, digits and '_' only)"
+            )
+        lines.append(f"{k}={shlex.quote(v)}")
+    return "\n".join(lines) + "\n"
+
+
+def build_job(
+    data: RetrievedPodData, cfg: SlurmConfig, pod_dir: Path
+) -> tuple[JobPlan, dict[str, str]]:
+    """The sbatch options and script for a pod, and the files to write next to it
+    (relative path → content). Volumes are written under ``pod_dir/volumes`` here."""
+    pod = data.pod
+    uid = checked_uid(pod)
+    meta = pod.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    containers = pod_containers(pod)
+    volumes = materialize_volumes(data, pod_dir / "volumes", pod_ip="", host_ip="")
+    res_opts, gpus = resource_options(containers)
+    options = [
+        f"--job-name={_job_name(meta)}",
+        f"--output={pod_dir / 'job.out'}",
+        f"--chdir={pod_dir}",
+    ]
+    if cfg.partition:
+        options.append(f"--partition={cfg.partition}")
+    if cfg.account:
+        options.append(f"--account={cfg.account}")
+    options += res_opts + list(cfg.default_flags) + flavor_flags(pod, cfg, gpus)
+    if FLAGS_ANNOTATION in annotations:
+        options += user_flags(str(annotations[FLAGS_ANNOTATION]), cfg.allowed_flags)
+
+    files: dict[str, str] = {}
+    plan = JobPlan(options=options, script="")
+    body: list[str] = []
+    mains: list[str] = []
+    for kind, where, c in containers:
+        name = str(c["name"])
+        plan.images[name] = str(c.get("image") or "")
+        command, args = command_line(c, where)
+        if cfg.runtime == "host" and not command and not args:
+            raise BadRequest(
+                f"{where}.command: required with runtime host (there is no image entrypoint)"
+            )
+        env = resolve_env(pod, c, data, "", host_ip="")
+        for k in env:
+            if not _ENV_NAME.match(k):
+                raise BadRequest(f"{where}.env: {k!r} is not a valid environment variable name")
+        mounts = container_mounts(c, volumes, where, env)
+        binds = [(str(m.source), m.mount_path, m.read_only) for m in mounts]
+        argv = [*command, *args]
+        workdir = c.get("workingDir")
+        if workdir is not None and (not isinstance(workdir, str) or not workdir.startswith("/")):
+            raise BadRequest(f"{where}.workingDir: {workdir!r} must be an absolute path")
+        if cfg.runtime == "host":
+            rewrite = path_rewriter(mounts)
+            env = {k: rewrite(v) for k, v in env.items()}
+            argv = [rewrite(a) for a in argv]
+            env["INTERLINK_POD_DIR"] = str(pod_dir)
+            host_wd = rewrite(workdir) if workdir else str(pod_dir / "work" / name)
+            cmd = runtime_argv(cfg, c, where, env, binds, argv, bool(command), None, pod_dir)
+        else:
+            files[f"containers/{name}/env"] = env_file(env, where)
+            host_wd = str(pod_dir)
+            cmd = runtime_argv(cfg, c, where, env, binds, argv, bool(command), workdir, pod_dir)
+        line = " ".join(shlex.quote(x) for x in ["il_run", name, host_wd, *cmd])
+        if kind == "init":
+            plan.init.append(name)
+            body.append(f"mkdir -p {shlex.quote(host_wd)}")
+            body.append(f"{line} || exit $?")
+        else:
+            mains.append(name)
+            body.append(f"mkdir -p {shlex.quote(host_wd)}")
+            body.append(f"{line} &")
+            body.append("il_pids+=($!)")
+    plan.containers = mains
+    pre_exec = annotations.get(PRE_EXEC_ANNOTATION)
+    if pre_exec is not None and not cfg.allow_pre_exec:
+        raise BadRequest(
+            f"metadata.annotations[{PRE_EXEC_ANNOTATION!r}]: this site does not allow pre-exec "
+            "commands (allow_pre_exec is false)"
+        )
+    header = [
+        "#!/bin/bash",
+        f"# interLink job for pod uid {uid}",
+        "# sbatch options (passed on the command line): "
+        + " ".join(shlex.quote(o) for o in options).replace("\n", " "),
+        f"IL_DIR={shlex.quote(str(pod_dir))}",
+        _PRELUDE,
+    ]
+    if pre_exec:
+        header += ["# pre-exec from the pod annotation", str(pre_exec)]
+    tail = [
+        "il_rc=0",
+        'for il_p in "${il_pids[@]}"; do wait "$il_p" || il_rc=$?; done',
+        'exit "$il_rc"',
+    ]
+    plan.script = "\n".join([*header, "il_pids=()", *body, *tail]) + "\n"
+    return plan, files
+
+
+def _job_name(meta: JSON) -> str:
+    raw = f"{meta.get('namespace', '')}-{meta.get('name', '')}"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", raw)[:100] or "interlink-pod"
+
+
+def record_data(plan: JobPlan, pod_dir: Path) -> dict[str, Any]:
+    """What the plugin remembers with the job id."""
+    return {
+        "dir": str(pod_dir),
+        "init": plan.init,
+        "containers": plan.containers,
+        "images": plan.images,
+    }
