@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers.slurm import SlurmInfo, ensure_slurm
 from tests.helpers.world import Issuer, start_issuer, stop
 
 
@@ -17,3 +18,9 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Issuer]:
         yield running
     finally:
         stop(running.proc)
+
+
+@pytest.fixture(scope="session")
+def slurm() -> SlurmInfo:
+    """The real single-host SLURM of the test world (tests/world/slurm-up, once per session)."""
+    return ensure_slurm()

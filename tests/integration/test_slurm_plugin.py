@@ -1,0 +1,294 @@
+"""The SLURM plugin against the real SLURM of the test world (host runtime: no container
+engine exists here), through the plugin's HTTP routes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from interlink_core.config import build_config
+from interlink_core.models import RetrievedPodData
+from interlink_core.sdk import make_plugin_app
+from interlink_plugins.slurm.plugin import SlurmPlugin, SlurmPluginConfig
+from interlink_plugins.slurm.script import build_job
+from tests.helpers.slurm import SlurmInfo
+from tests.helpers.world import start_plugin
+
+pytestmark = pytest.mark.integration
+
+
+def make_pod(
+    containers: list[dict[str, Any]],
+    init: list[dict[str, Any]] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "job",
+            "namespace": "default",
+            "uid": str(uuid.uuid4()),
+            "annotations": annotations or {},
+        },
+        "spec": {"containers": containers, "initContainers": init or []},
+    }
+
+
+class Edge:
+    """The plugin app in this process (so tests can count SLURM calls) on real SLURM."""
+
+    def __init__(self, plugin: SlurmPlugin, http: httpx.AsyncClient) -> None:
+        self.plugin = plugin
+        self.http = http
+
+    async def create(self, pod: dict[str, Any]) -> str:
+        r = await self.http.post("/create", json={"pod": pod, "container": []})
+        assert r.status_code == 200, r.text
+        return str(r.json()["PodJID"])
+
+    async def status(self, *pods: dict[str, Any]) -> list[dict[str, Any]]:
+        r = await self.http.request("GET", "/status", json=list(pods))
+        assert r.status_code == 200, r.text
+        return list(r.json())
+
+    async def logs(self, pod: dict[str, Any], container: str, **opts: Any) -> str:
+        m = pod["metadata"]
+        r = await self.http.request(
+            "GET",
+            "/getLogs",
+            json={
+                "Namespace": m["namespace"],
+                "PodUID": m["uid"],
+                "PodName": m["name"],
+                "ContainerName": container,
+                "Opts": opts,
+            },
+        )
+        assert r.status_code == 200, r.text
+        return r.text
+
+    async def delete(self, pod: dict[str, Any]) -> None:
+        r = await self.http.post("/delete", json=pod)
+        assert r.status_code == 200, r.text
+
+    async def wait(self, pod: dict[str, Any], done: Any, timeout: float = 60) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        last: list[dict[str, Any]] = []
+        while loop.time() < deadline:
+            last = await self.status(pod)
+            if last and done(last[0]):
+                return last[0]
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"condition never met: {json.dumps(last)[:2000]}")
+
+
+def state(status: dict[str, Any], i: int = 0, kind: str = "containers") -> dict[str, Any]:
+    return dict(status[kind][i]["state"])
+
+
+@pytest.fixture
+async def edge(slurm: SlurmInfo, tmp_path: Path) -> AsyncIterator[Edge]:
+    config = build_config(
+        SlurmPluginConfig,
+        {
+            "state_dir": str(tmp_path / "state"),
+            "work_dir": str(tmp_path / "jobs"),
+            "runtime": "host",
+            "partition": slurm.partition,
+        },
+    )
+    plugin = SlurmPlugin(config)
+    app = make_plugin_app(plugin)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://p", timeout=120) as h:
+            yield Edge(plugin, h)
+            for rec in plugin.store.all():  # never leave jobs behind
+                subprocess.run(["scancel", rec.job_id], check=False)
+
+
+async def test_pod_with_init_and_two_containers_runs_as_one_job(edge: Edge) -> None:
+    pod = make_pod(
+        [
+            {"name": "a", "image": "none", "command": ["sh", "-c", "echo from-a; sleep 1"]},
+            {
+                "name": "b",
+                "image": "none",
+                "command": ["sh", "-c", "echo from-b $GREETING"],
+                "env": [{"name": "GREETING", "value": "hello world"}],
+            },
+        ],
+        init=[{"name": "setup", "image": "none", "command": ["sh", "-c", "echo init-done"]}],
+    )
+    job = await edge.create(pod)
+    assert job.isdigit()
+    running = await edge.wait(pod, lambda s: "running" in state(s))
+    assert running["JID"] == job
+    assert state(running, kind="initContainers")["terminated"]["exitCode"] == 0
+    done = await edge.wait(pod, lambda s: all("terminated" in c["state"] for c in s["containers"]))
+    assert [c["state"]["terminated"]["exitCode"] for c in done["containers"]] == [0, 0]
+    assert await edge.logs(pod, "setup") == "init-done\n"
+    assert await edge.logs(pod, "a") == "from-a\n"
+    assert await edge.logs(pod, "b") == "from-b hello world\n"
+    stamped = await edge.logs(pod, "b", Timestamps=True)
+    assert stamped.endswith("Z from-b hello world\n") and stamped.startswith("20")
+    await edge.delete(pod)
+    assert await edge.status(pod) == []
+
+
+async def test_failures_map_to_exit_codes_and_init_failure_stops_the_pod(edge: Edge) -> None:
+    failing = make_pod([{"name": "main", "image": "none", "command": ["sh", "-c", "exit 7"]}])
+    bad_init = make_pod(
+        [{"name": "main", "image": "none", "command": ["echo", "never"]}],
+        init=[{"name": "setup", "image": "none", "command": ["false"]}],
+    )
+    await edge.create(failing)
+    await edge.create(bad_init)
+    s = await edge.wait(failing, lambda s: "terminated" in state(s))
+    assert state(s)["terminated"]["exitCode"] == 7
+    assert state(s)["terminated"]["reason"] == "Error"
+    s = await edge.wait(
+        bad_init,
+        lambda s: (
+            "terminated" in state(s, kind="initContainers") and s["JID"] in edge.plugin._ended
+        ),
+    )
+    assert state(s, kind="initContainers")["terminated"]["exitCode"] == 1
+    assert state(s)["waiting"]["reason"] == "PodInitializing"  # never started
+    assert await edge.logs(bad_init, "main") == ""
+
+
+async def test_held_job_is_queued_with_slurm_reason_then_cancelled(edge: Edge) -> None:
+    pod = make_pod(
+        [{"name": "main", "image": "none", "command": ["sleep", "300"]}],
+        annotations={"slurm-job.vk.io/flags": "--hold --time=00:05:00"},
+    )
+    job = await edge.create(pod)
+    s = await edge.wait(pod, lambda s: "waiting" in state(s))
+    waiting = state(s)["waiting"]
+    assert waiting["reason"] == "Queued: JobHeldUser", waiting
+    assert f"SLURM job {job} is PENDING" in waiting["message"]
+    await edge.delete(pod)
+    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True)
+    assert out.stdout.strip() in ("", "CANCELLED")
+
+
+async def test_delete_cancels_a_running_job(edge: Edge) -> None:
+    pod = make_pod([{"name": "main", "image": "none", "command": ["sleep", "300"]}])
+    job = await edge.create(pod)
+    await edge.wait(pod, lambda s: "running" in state(s))
+    work = Path(edge.plugin.store.all()[0].data["dir"])
+    assert work.is_dir()
+    await edge.delete(pod)
+    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True)
+    assert out.stdout.strip() in ("", "CANCELLED", "COMPLETING")
+    assert not work.exists()  # cleaned up (keep_work_dirs is off)
+
+
+async def test_one_squeue_per_cycle_and_sacct_only_for_jobs_that_ended(edge: Edge) -> None:
+    pods = [
+        make_pod([{"name": "main", "image": "none", "command": ["sh", "-c", f"sleep {i % 3}"]}])
+        for i in range(12)
+    ]
+    for p in pods:
+        await edge.create(p)
+    calls = edge.plugin.calls
+    cycles = 0
+    while True:
+        before = (calls.squeue, calls.sacct)
+        statuses = await edge.status(*pods)
+        cycles += 1
+        assert calls.squeue - before[0] <= 2  # one, or one retry listing this user's jobs
+        assert calls.sacct - before[1] <= 1
+        if all("terminated" in c["state"] for s in statuses for c in s["containers"]):
+            break
+        assert cycles < 200
+        await asyncio.sleep(0.3)
+    # finished pods are answered from cache: no SLURM call at all
+    before = (calls.squeue, calls.sacct)
+    assert len(await edge.status(*pods)) == 12
+    assert (calls.squeue, calls.sacct) == before
+
+
+async def test_bad_annotation_is_a_400_naming_it(edge: Edge) -> None:
+    pod = make_pod(
+        [{"name": "main", "image": "none", "command": ["true"]}],
+        annotations={"slurm-job.vk.io/flags": "--uid=0"},
+    )
+    r = await edge.http.post("/create", json={"pod": pod, "container": []})
+    assert r.status_code == 400
+    assert "slurm-job.vk.io/flags" in r.json()["error"] and "--uid" in r.json()["error"]
+
+
+def test_plugin_command_answers_ping_with_sinfo_capacity(slurm: SlurmInfo, tmp_path: Path) -> None:
+    svc = start_plugin(tmp_path, "slurm", config={"runtime": "host"})
+    try:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(svc.socket))) as http:
+            answer = http.request("GET", "http://p/status", json=[]).json()
+        assert answer["status"] == "ok"
+        assert int(answer["resources"]["cpu"]) >= 1
+        assert answer["resources"]["memory"].endswith("Mi")
+    finally:
+        svc.stop()
+
+
+# --- hostile input: the generated script runs exactly the intended argv ------------------------
+
+hostile = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\r"),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(args=st.lists(hostile, min_size=1, max_size=4), value=hostile, name=hostile)
+def test_hostile_strings_reach_the_process_unchanged(
+    tmp_path_factory: pytest.TempPathFactory, args: list[str], value: str, name: str
+) -> None:
+    root = tmp_path_factory.mktemp("hostile")
+    pod_dir = root / "pod"
+    pod_dir.mkdir()
+    pod = make_pod(
+        [
+            {
+                "name": "main",
+                "image": "none",
+                "command": [
+                    "python3",
+                    "-c",
+                    "import json, os, sys; print(json.dumps([sys.argv[1:], os.environ.get('V')]))",
+                ],
+                "args": args,
+                "env": [{"name": "V", "value": value}],
+            }
+        ],
+        annotations={"note": name},
+    )
+    config = build_config(SlurmPluginConfig, {"state_dir": str(root / "st"), "runtime": "host"})
+    plan, _ = build_job(RetrievedPodData(pod=pod), config, pod_dir)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    # run the job script exactly as sbatch would, in the pod's directory
+    subprocess.run(
+        ["bash", "-c", plan.script],
+        cwd=pod_dir,
+        check=True,
+        timeout=30,
+        env={"PATH": os.environ["PATH"]},
+    )
+    log = (pod_dir / "containers/main/0.log").read_text()
+    lines = [line.split(" ", 3)[3] for line in log.splitlines()]
+    # lines of the one JSON document, as the job printed it (newlines in values are escaped)
+    assert json.loads(lines[0]) == [args, value]
+    created = {p.relative_to(root) for p in root.rglob("*")} - set(before)
+    assert all(str(p).startswith("pod") for p in created), created
