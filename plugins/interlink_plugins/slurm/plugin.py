@@ -1,7 +1,8 @@
 """The SLURM backend: each pod is one batch job (``interlink plugin slurm``).
 
-Per status cycle it runs **one** ``squeue`` for all tracked jobs and one ``sacct`` only for
-jobs that left the queue since the last cycle (their final state is then cached); per-container
+Per status cycle it runs **one** ``squeue --states=all`` for all tracked jobs (finished jobs
+stay visible there for SLURM's MinJobAge) and ``sacct`` only for jobs slurmctld no longer holds;
+end states are cached, so a finished pod costs no SLURM call at all. Per-container
 states come from the files the job script writes in the pod's working directory
 (``containers/<name>/started``, ``exit``, ``0.log``), which must be on a filesystem shared with
 the compute nodes.
@@ -195,13 +196,23 @@ class SlurmPlugin(Plugin):
     async def _squeue(self, job_ids: list[str]) -> dict[str, JobState]:
         """One ``squeue`` call for all these jobs."""
         self.calls.squeue += 1
-        argv = [self.settings.squeue, "-h", "-o", SQUEUE_FORMAT, "-j", ",".join(job_ids)]
+        # --states=all: jobs that just ended stay visible (for MinJobAge) with their end state
+        argv = [
+            self.settings.squeue,
+            "-h",
+            "-t",
+            "all",
+            "-o",
+            SQUEUE_FORMAT,
+            "-j",
+            ",".join(job_ids),
+        ]
         rc, out, err = await run(argv)
         if rc != 0 and "Invalid job id" in err:
             # some ids are no longer known to slurmctld: list this user's jobs instead
             self.calls.squeue += 1
             rc, out, err = await run(
-                [self.settings.squeue, "-h", "-o", SQUEUE_FORMAT, "-u", self._user]
+                [self.settings.squeue, "-h", "-t", "all", "-o", SQUEUE_FORMAT, "-u", self._user]
             )
         if rc != 0:
             raise BackendUnavailable(f"squeue failed: {err.strip() or rc}")
@@ -220,10 +231,13 @@ class SlurmPlugin(Plugin):
         """Statuses of all these pods: one squeue, and sacct only for jobs that just ended."""
         open_ids = [r.job_id for r in records if r.uid not in self._final]
         queue = await self._squeue(open_ids) if open_ids else {}
-        ended = [j for j in open_ids if j not in queue and j not in self._ended]
-        if ended:
-            self._ended.update(await self._sacct(ended))
-        jobs = {**self._ended, **queue}
+        # squeue answers for everything slurmctld still holds; sacct only for jobs it purged
+        gone = [j for j in open_ids if j not in queue and j not in self._ended]
+        accounted = await self._sacct(gone) if gone else {}
+        for job_id, job in [*queue.items(), *accounted.items()]:
+            if job.state not in ACTIVE:  # accounting may lag: cache only end states
+                self._ended[job_id] = job
+        jobs = {**accounted, **queue, **self._ended}
         return await asyncio.to_thread(
             lambda: [self._status(r, jobs.get(r.job_id)) for r in records]
         )
