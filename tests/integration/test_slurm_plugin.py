@@ -304,3 +304,80 @@ def test_hostile_strings_reach_the_process_unchanged(
     assert json.loads(lines[0]) == [args, value]
     created = {p.relative_to(root) for p in root.rglob("*")} - set(before)
     assert all(str(p).startswith("pod") for p in created), created
+
+
+async def test_plugin_killed_while_100_jobs_run_loses_none(
+    slurm: SlurmInfo, tmp_path: Path
+) -> None:
+    import signal
+
+    namespace = f"restart-{uuid.uuid4().hex[:8]}"
+    config = {"runtime": "host", "partition": slurm.partition, "work_dir": str(tmp_path / "jobs")}
+    svc = start_plugin(tmp_path, "slurm", config=config)
+    pods = []
+    for i in range(100):
+        p = make_pod(
+            [
+                {
+                    "name": "main",
+                    "image": "none",
+                    "command": ["sh", "-c", f"echo start-{i}; sleep 4; echo end-{i}"],
+                }
+            ]
+        )
+        p["metadata"]["namespace"] = namespace
+        p["metadata"]["name"] = f"w{i}"
+        pods.append(p)
+
+    def client() -> httpx.Client:
+        return httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(svc.socket)), base_url="http://p", timeout=120
+        )
+
+    try:
+        with client() as http:
+            jids = [
+                http.post("/create", json={"pod": p, "container": []}).json()["PodJID"]
+                for p in pods
+            ]
+        assert len(set(jids)) == 100
+        svc.stop(signal.SIGKILL)
+        svc = start_plugin(tmp_path, "slurm", config=config)
+        with client() as http:
+            # a VK re-sending its creates after the crash gets the same jobs back
+            again = [
+                http.post("/create", json={"pod": p, "container": []}).json()["PodJID"]
+                for p in pods
+            ]
+            assert again == jids
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 120
+            while loop.time() < deadline:
+                statuses = http.request("GET", "/status", json=pods).json()
+                done = [s for s in statuses if "terminated" in s["containers"][0]["state"]]
+                if len(done) == 100:
+                    break
+                await asyncio.sleep(1)
+            assert sorted(s["JID"] for s in statuses) == sorted(jids)
+            assert all(s["containers"][0]["state"]["terminated"]["exitCode"] == 0 for s in statuses)
+            m = pods[7]["metadata"]
+            log = http.request(
+                "GET",
+                "/getLogs",
+                json={
+                    "Namespace": namespace,
+                    "PodUID": m["uid"],
+                    "PodName": m["name"],
+                    "ContainerName": "main",
+                },
+            ).text
+            assert log == "start-7\nend-7\n"
+        names = subprocess.run(
+            ["squeue", "-h", "-t", "all", "-o", "%j"], capture_output=True, text=True
+        ).stdout.split()
+        assert sum(n.startswith(namespace) for n in names) == 100  # nothing submitted twice
+    finally:
+        with client() as http:
+            for p in pods:
+                http.post("/delete", json=p)
+        svc.stop()

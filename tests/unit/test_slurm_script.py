@@ -250,6 +250,14 @@ def test_singularity_and_enroot_argv(tmp_path: Path) -> None:
         "il-e-a",
         "ls",
     ]
+    lines = plan.script.splitlines()
+    d = tmp_path / "e"
+    assert f"enroot import -o {d}/images/a.sqsh docker://ubuntu:24.04 || exit 125" in lines
+    assert f"enroot create --force --name il-e-a {d}/images/a.sqsh || exit 125" in lines
+    assert "enroot remove -f il-e-a >/dev/null 2>&1" in lines
+    assert lines.index("enroot remove -f il-e-a >/dev/null 2>&1") > next(
+        i for i, line in enumerate(lines) if line.startswith("il_run a ")
+    )
 
 
 def test_apptainer_refuses_env_names_a_shell_cannot_hold(tmp_path: Path) -> None:

@@ -233,7 +233,31 @@ def runtime_argv(
         out += ["--mount", f"{src}:{dst}:{'ro' if ro else 'rw'}"]
     for k, v in env.items():
         out += ["--env", f"{k}={v}"]
-    return [*out, f"il-{pod_dir.name}-{name}", *argv]
+    return [*out, enroot_name(pod_dir, name), *argv]
+
+
+def enroot_name(pod_dir: Path, container: str) -> str:
+    """The enroot container made for one container of one pod."""
+    return f"il-{pod_dir.name}-{container}"
+
+
+def enroot_prepare(cfg: SlurmConfig, c: JSON, where: str, pod_dir: Path) -> list[list[str]]:
+    """Commands that turn the image into an enroot container: import (unless the image is
+    already a squashfs file), then create."""
+    image = str(c.get("image") or "")
+    if not image:
+        raise BadRequest(f"{where}.image: required with runtime enroot")
+    name = str(c["name"])
+    en = cfg.enroot
+    steps: list[list[str]] = []
+    if image.startswith("/") and image.endswith(".sqsh"):
+        sqsh = image
+    else:
+        sqsh = str(pod_dir / "images" / f"{name}.sqsh")
+        steps.append(["mkdir", "-p", str(pod_dir / "images")])
+        steps.append([en.binary, "import", "-o", sqsh, image_ref(image, en.image_prefix)])
+    steps.append([en.binary, "create", "--force", "--name", enroot_name(pod_dir, name), sqsh])
+    return steps
 
 
 def env_file(env: dict[str, str], where: str) -> str:
@@ -278,6 +302,7 @@ def build_job(
     plan = JobPlan(options=options, script="")
     body: list[str] = []
     mains: list[str] = []
+    cleanup: list[str] = []
     for kind, where, c in containers:
         name = str(c["name"])
         plan.images[name] = str(c.get("image") or "")
@@ -307,6 +332,15 @@ def build_job(
             files[f"containers/{name}/env"] = env_file(env, where)
             host_wd = str(pod_dir)
             cmd = runtime_argv(cfg, c, where, env, binds, argv, bool(command), workdir, pod_dir)
+        if cfg.runtime == "enroot":
+            for step in enroot_prepare(cfg, c, where, pod_dir):
+                body.append(" ".join(shlex.quote(x) for x in step) + " || exit 125")
+            cleanup.append(
+                " ".join(
+                    shlex.quote(x)
+                    for x in [cfg.enroot.binary, "remove", "-f", enroot_name(pod_dir, name)]
+                )
+            )
         line = " ".join(shlex.quote(x) for x in ["il_run", name, host_wd, *cmd])
         if kind == "init":
             plan.init.append(name)
@@ -337,6 +371,7 @@ def build_job(
     tail = [
         "il_rc=0",
         'for il_p in "${il_pids[@]}"; do wait "$il_p" || il_rc=$?; done',
+        *(f"{line} >/dev/null 2>&1" for line in cleanup),
         'exit "$il_rc"',
     ]
     plan.script = "\n".join([*header, "il_pids=()", *body, *tail]) + "\n"
