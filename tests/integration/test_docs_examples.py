@@ -88,3 +88,15 @@ def test_documented_api_server_config_is_valid() -> None:
     config = build_config(ApiServerConfig, yaml.safe_load(blocks[0]), "docs/api-server.md")
     assert config.auth.oidc is not None and config.auth.oidc.required_groups == ["interlink-users"]
     assert config.auth.mtls is not None and config.listen.tls is not None
+
+
+def test_documented_slurm_config_is_valid() -> None:
+    import yaml
+
+    from interlink_core.config import build_config
+    from interlink_plugins.slurm.plugin import SlurmPluginConfig
+
+    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "docs/plugins/slurm.md").read_text(), re.S)
+    config = build_config(SlurmPluginConfig, yaml.safe_load(blocks[0]), "docs/plugins/slurm.md")
+    assert config.flavors["gpu"].flags == ["--partition=gpu", "--qos=gpu"]
+    assert config.runtime == "apptainer" and config.gpu_flavor == "gpu"

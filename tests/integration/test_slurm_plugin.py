@@ -381,3 +381,47 @@ async def test_plugin_killed_while_100_jobs_run_loses_none(
             for p in pods:
                 http.post("/delete", json=p)
         svc.stop()
+
+
+def test_follow_streams_a_running_jobs_log(slurm: SlurmInfo, tmp_path: Path) -> None:
+    import time
+
+    svc = start_plugin(tmp_path, "slurm", config={"runtime": "host", "partition": slurm.partition})
+    pod = make_pod(
+        [
+            {
+                "name": "main",
+                "image": "none",
+                "command": ["sh", "-c", "for i in 1 2 3 4; do echo tick$i; sleep 0.5; done"],
+            }
+        ]
+    )
+    m = pod["metadata"]
+    try:
+        with httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(svc.socket)), base_url="http://p", timeout=60
+        ) as http:
+            assert http.post("/create", json={"pod": pod, "container": []}).status_code == 200
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # wait until the container runs
+                [s] = http.request("GET", "/status", json=[pod]).json()
+                if "running" in s["containers"][0]["state"]:
+                    break
+                time.sleep(0.1)
+            chunks: list[tuple[float, bytes]] = []
+            body = {
+                "Namespace": m["namespace"],
+                "PodUID": m["uid"],
+                "PodName": m["name"],
+                "ContainerName": "main",
+                "Opts": {"Follow": True},
+            }
+            with http.stream("GET", "/getLogs", json=body) as resp:
+                assert resp.status_code == 200
+                for chunk in resp.iter_bytes():
+                    chunks.append((time.monotonic(), chunk))
+            assert b"".join(c for _, c in chunks) == b"tick1\ntick2\ntick3\ntick4\n"
+            assert len(chunks) >= 2 and chunks[-1][0] - chunks[0][0] > 0.4  # streamed
+            http.post("/delete", json=pod)
+    finally:
+        svc.stop()
