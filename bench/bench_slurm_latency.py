@@ -59,8 +59,9 @@ async def raw_once(tmp: Path) -> float:
 async def gone(job: str) -> None:
     """Wait until SLURM has let a cancelled job go, so the next measurement starts clean."""
     for _ in range(500):
-        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True,
-                               text=True).stdout.strip()
+        state = subprocess.run(
+            ["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True
+        ).stdout.strip()
         if state in ("", "CANCELLED", "COMPLETED"):
             break
         await asyncio.sleep(POLL)

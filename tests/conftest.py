@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers.k8s import K8sInfo, ensure_k8s
 from tests.helpers.slurm import SlurmInfo, ensure_slurm
 from tests.helpers.world import Issuer, start_issuer, stop
 
@@ -24,3 +25,9 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Issuer]:
 def slurm() -> SlurmInfo:
     """The real single-host SLURM of the test world (tests/world/slurm-up, once per session)."""
     return ensure_slurm()
+
+
+@pytest.fixture(scope="session")
+def k8s() -> K8sInfo:
+    """The real Kubernetes control plane of the test world (tests/world/k8s-up, once a session)."""
+    return ensure_k8s()

@@ -31,15 +31,14 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
 
-from interlink_core.errors import BackendUnavailable, BadRequest, NotFound
-from interlink_core.logs import follow_log, read_log
+from interlink_core.errors import BackendUnavailable, BadRequest
+from interlink_core.jobfiles import container_logs, rfc3339
 from interlink_core.models import (
     JSON,
     LogStruct,
@@ -105,10 +104,6 @@ class LocalConfig(PluginConfig):
     def pods_path(self) -> Path:
         """``pods_dir`` with its default and ``~`` expanded."""
         return (self.pods_dir or self.state_path / "pods").expanduser()
-
-
-def _rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _read_json(path: Path | str) -> dict[str, Any] | None:
@@ -454,8 +449,8 @@ class LocalPlugin(Plugin):
             term: JSON = {
                 "exitCode": int(exit_info.get("exitCode", LOST_EXIT_CODE)),
                 "reason": str(exit_info.get("reason", "Error")),
-                "startedAt": _rfc3339(started if started is not None else finished),
-                "finishedAt": _rfc3339(finished),
+                "startedAt": rfc3339(started if started is not None else finished),
+                "finishedAt": rfc3339(finished),
             }
             if exit_info.get("message"):
                 term["message"] = str(exit_info["message"])
@@ -470,12 +465,12 @@ class LocalPlugin(Plugin):
                     "reason": "Lost",
                     "message": "the pod's runner process died (host reboot or kill); the "
                     "container's end was not recorded",
-                    "startedAt": _rfc3339(at),
-                    "finishedAt": _rfc3339(at),
+                    "startedAt": rfc3339(at),
+                    "finishedAt": rfc3339(at),
                 }
             }
         elif started is not None:
-            status["state"] = {"running": {"startedAt": _rfc3339(started)}}
+            status["state"] = {"running": {"startedAt": rfc3339(started)}}
             status["ready"] = status["started"] = True
         else:
             waiting: JSON = {"reason": waiting_reason}
@@ -488,29 +483,11 @@ class LocalPlugin(Plugin):
 
     def logs(self, record: JobRecord, request: LogStruct) -> AsyncIterator[bytes]:
         """The container's log file, as asked (following until the container ends)."""
-        name = request.ContainerName
-        if name not in [*record.data.get("init", []), *record.data.get("containers", [])]:
-            raise NotFound(f"pod {record.namespace}/{record.name} has no container named {name!r}")
-        if request.Opts.Previous:
-            raise BadRequest(
-                f"container {name!r} has no previous instance: local containers do not restart"
-            )
-        return self._log_stream(record, name, request)
 
-    async def _log_stream(
-        self, record: JobRecord, name: str, request: LogStruct
-    ) -> AsyncIterator[bytes]:
-        cdir = Path(record.data["dir"]) / "containers" / name
-        path = cdir / "0.log"
-        if not request.Opts.Follow:
-            yield await asyncio.to_thread(read_log, path, request.Opts)
-            return
+        async def runner_gone() -> bool:
+            return not self._alive(record)
 
-        async def finished() -> bool:
-            return (cdir / "exit").exists() or not self._alive(record)
-
-        async for chunk in follow_log(path, request.Opts, finished):
-            yield chunk
+        return container_logs(record, request, runner_gone, "local containers do not restart")
 
     # --- delete -----------------------------------------------------------------------------
 

@@ -11,20 +11,24 @@ the compute nodes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import shutil
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar, cast
 
 from pydantic import Field
 
-from interlink_core.errors import BackendUnavailable, BadRequest, NotFound
-from interlink_core.logs import follow_log, read_log
+from interlink_core.errors import BackendUnavailable, BadRequest
+from interlink_core.jobfiles import (
+    assemble_pod_status,
+    base_status,
+    container_files,
+    container_logs,
+    rfc3339,
+    started_or_waiting,
+)
 from interlink_core.models import (
     JSON,
     LogStruct,
@@ -95,25 +99,6 @@ class SlurmPluginConfig(SlurmConfig):
     """:class:`SlurmConfig` plus the capacity announced to Kubernetes."""
 
     max_pods: int = Field(default=1000, ge=1)
-
-
-def _rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except OSError:
-        return None
-
-
-def _float(text: str | None) -> float | None:
-    try:
-        return float(text.strip()) if text else None
-    except ValueError:
-        return None
 
 
 class SlurmPlugin(Plugin):
@@ -246,32 +231,9 @@ class SlurmPlugin(Plugin):
         final = self._final.get(record.uid)
         if final is not None:
             return final
-        pod_dir = str(record.data.get("dir", ""))
         terminal = job is not None and job.state not in ACTIVE
-        init_names: list[str] = record.data.get("init", [])
-        inits: list[JSON] = []
-        init_failed = False
-        init_done = True
-        for name in init_names:
-            st = self._container(record, pod_dir, name, job, "PodInitializing")
-            inits.append(st)
-            term = st["state"].get("terminated")
-            if term is None:
-                init_done = False
-            elif term["exitCode"] != 0:
-                init_failed = True
-        waiting = "ContainerCreating" if init_done and not init_failed else "PodInitializing"
-        mains = [
-            self._container(record, pod_dir, name, job, waiting, skip_end=init_failed)
-            for name in record.data.get("containers", [])
-        ]
-        status = PodStatus(
-            name=record.name,
-            UID=record.uid,
-            namespace=record.namespace,
-            JID=record.job_id,
-            containers=mains,
-            initContainers=inits,
+        status = assemble_pod_status(
+            record, lambda name, why, never: self._container(record, name, job, why, never)
         )
         if terminal:
             self._final[record.uid] = status
@@ -280,39 +242,16 @@ class SlurmPlugin(Plugin):
     def _container(
         self,
         record: JobRecord,
-        pod_dir: str,
         name: str,
         job: JobState | None,
         waiting_reason: str,
         skip_end: bool = False,
     ) -> JSON:
-        images: dict[str, str] = record.data.get("images", {})
-        base: JSON = {
-            "name": name,
-            "image": images.get(name, ""),
-            "imageID": "",
-            "ready": False,
-            "restartCount": 0,
-            "started": False,
-        }
-        cdir = f"{pod_dir}/containers/{name}"
-        started = _float(_read(f"{cdir}/started"))
-        exit_text = _read(f"{cdir}/exit")
-        if exit_text:
-            with contextlib.suppress(ValueError):
-                info = json.loads(exit_text)
-                code = int(info.get("exitCode", 1))
-                finished = float(info.get("finishedAt", time.time()))
-                base["state"] = {
-                    "terminated": {
-                        "exitCode": code,
-                        "reason": "Completed" if code == 0 else "Error",
-                        "startedAt": _rfc3339(started or finished),
-                        "finishedAt": _rfc3339(finished),
-                        "containerID": f"slurm://{record.job_id}/{name}",
-                    }
-                }
-                return base
+        base = base_status(record, name)
+        started, terminated = container_files(record, name, f"slurm://{record.job_id}/{name}")
+        if terminated is not None:
+            base["state"] = {"terminated": terminated}
+            return base
         if job is None:
             base["state"] = {
                 "waiting": {
@@ -339,8 +278,8 @@ class SlurmPlugin(Plugin):
                     "exitCode": code,
                     "reason": reason,
                     "message": f"SLURM job {record.job_id} ended {job.state}",
-                    "startedAt": _rfc3339(at),
-                    "finishedAt": _rfc3339(at),
+                    "startedAt": rfc3339(at),
+                    "finishedAt": rfc3339(at),
                 }
             }
             return base
@@ -352,35 +291,17 @@ class SlurmPlugin(Plugin):
             waiting["message"] = message
             base["state"] = {"waiting": waiting}
             return base
-        if started is not None:
-            base["state"] = {"running": {"startedAt": _rfc3339(started)}}
-            base["ready"] = base["started"] = True
-            return base
-        base["state"] = {"waiting": {"reason": waiting_reason}}
-        return base
+        return started_or_waiting(base, started, waiting_reason)
 
     # --- logs ---------------------------------------------------------------------------------
 
     def logs(self, record: JobRecord, request: LogStruct) -> AsyncIterator[bytes]:
         """The container's log file, as asked; followed until the container or job ends."""
-        name = request.ContainerName
-        if name not in [*record.data.get("init", []), *record.data.get("containers", [])]:
-            raise NotFound(f"pod {record.namespace}/{record.name} has no container {name!r}")
-        if request.Opts.Previous:
-            raise BadRequest(f"container {name!r} has no previous instance: jobs do not restart")
-        cdir = Path(str(record.data.get("dir", ""))) / "containers" / name
-        path = cdir / "0.log"
-        if not request.Opts.Follow:
 
-            async def once() -> AsyncIterator[bytes]:
-                yield await asyncio.to_thread(read_log, path, request.Opts)
+        async def job_ended() -> bool:
+            return record.uid in self._final
 
-            return once()
-
-        async def finished() -> bool:
-            return (cdir / "exit").exists() or record.uid in self._final
-
-        return follow_log(path, request.Opts, finished)
+        return container_logs(record, request, job_ended)
 
     # --- ping ---------------------------------------------------------------------------------
 

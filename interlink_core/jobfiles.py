@@ -1,0 +1,150 @@
+"""The files a job wrapper writes for each container, and reading them back.
+
+Batch backends (SLURM, HTCondor) run a wrapper script that leaves, per container, in
+``<pod dir>/containers/<name>/``: ``started`` (unix time), ``exit``
+(``{"exitCode", "finishedAt"}``) and ``0.log`` (CRI log lines). This module turns those files
+into Kubernetes container states and serves the logs, so every backend reads them the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import BadRequest, NotFound
+from .logs import follow_log, read_log
+from .models import JSON, LogStruct, PodStatus
+from .store import JobRecord
+
+
+def rfc3339(t: float) -> str:
+    """A unix time as Kubernetes writes times (seconds, UTC)."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def read_text(path: str | Path) -> str | None:
+    """A small file's text, or ``None`` if it is not there (yet)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def read_float(path: str | Path) -> float | None:
+    """A file holding one number, or ``None``."""
+    text = read_text(path)
+    try:
+        return float(text.strip()) if text else None
+    except ValueError:
+        return None
+
+
+def base_status(record: JobRecord, name: str) -> JSON:
+    """A container status without its state yet."""
+    images: dict[str, str] = record.data.get("images", {})
+    return {
+        "name": name,
+        "image": images.get(name, ""),
+        "imageID": "",
+        "ready": False,
+        "restartCount": 0,
+        "started": False,
+    }
+
+
+def container_files(
+    record: JobRecord, name: str, container_id: str
+) -> tuple[float | None, JSON | None]:
+    """``(started, terminated)`` from a container's files: its start time if it started, and
+    its ``terminated`` state if its exit file is there."""
+    cdir = f"{record.data.get('dir', '')}/containers/{name}"
+    started = read_float(f"{cdir}/started")
+    text = read_text(f"{cdir}/exit")
+    if not text:
+        return started, None
+    try:
+        info: dict[str, Any] = json.loads(text)
+        code = int(info.get("exitCode", 1))
+        finished = float(info.get("finishedAt") or started or 0)
+    except (ValueError, TypeError):
+        return started, None
+    return started, {
+        "exitCode": code,
+        "reason": "Completed" if code == 0 else "Error",
+        "startedAt": rfc3339(started or finished),
+        "finishedAt": rfc3339(finished),
+        "containerID": container_id,
+    }
+
+
+def container_logs(
+    record: JobRecord,
+    request: LogStruct,
+    finished: Callable[[], Awaitable[bool]],
+    no_restart: str = "jobs do not restart containers",
+) -> AsyncIterator[bytes]:
+    """Serve ``/getLogs`` from ``0.log``: checks the container name, refuses ``Previous``,
+    follows until ``finished()`` (or the container's exit file) says it ended."""
+    name = request.ContainerName
+    if name not in [*record.data.get("init", []), *record.data.get("containers", [])]:
+        raise NotFound(f"pod {record.namespace}/{record.name} has no container named {name!r}")
+    if request.Opts.Previous:
+        raise BadRequest(f"container {name!r} has no previous instance: {no_restart}")
+    cdir = Path(str(record.data.get("dir", ""))) / "containers" / name
+    path = cdir / "0.log"
+    if not request.Opts.Follow:
+
+        async def once() -> AsyncIterator[bytes]:
+            yield await asyncio.to_thread(read_log, path, request.Opts)
+
+        return once()
+
+    async def ended() -> bool:
+        return (cdir / "exit").exists() or await finished()
+
+    return follow_log(path, request.Opts, ended)
+
+
+def started_or_waiting(status: JSON, started: float | None, waiting_reason: str) -> JSON:
+    """A container of a running job: running once its start file is there, else waiting."""
+    if started is not None:
+        status["state"] = {"running": {"startedAt": rfc3339(started)}}
+        status["ready"] = status["started"] = True
+    else:
+        status["state"] = {"waiting": {"reason": waiting_reason}}
+    return status
+
+
+ContainerStatusFn = Callable[[str, str, bool], JSON]
+"""``(name, waiting reason, never started because an init container failed)`` → status."""
+
+
+def assemble_pod_status(record: JobRecord, container: ContainerStatusFn) -> PodStatus:
+    """A pod's status from its containers' statuses: init containers in order (a failed one
+    means the containers will never start), then the containers."""
+    inits: list[JSON] = []
+    init_failed = False
+    init_done = True
+    for name in record.data.get("init", []):
+        st = container(name, "PodInitializing", False)
+        inits.append(st)
+        term = st["state"].get("terminated")
+        if term is None:
+            init_done = False
+        elif term["exitCode"] != 0:
+            init_failed = True
+    waiting = "ContainerCreating" if init_done and not init_failed else "PodInitializing"
+    mains = [container(name, waiting, init_failed) for name in record.data.get("containers", [])]
+    return PodStatus(
+        name=record.name,
+        UID=record.uid,
+        namespace=record.namespace,
+        JID=record.job_id,
+        containers=mains,
+        initContainers=inits,
+    )
