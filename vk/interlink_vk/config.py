@@ -1,0 +1,106 @@
+"""Configuration of the virtual kubelet (``interlink vk --config vk.yaml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from interlink_core.client import ClientCredentials, TokenSource, static_token, token_file
+from interlink_core.config import StrictModel
+
+VK_TAINT_KEY = "virtual-node.interlink/no-schedule"
+JOB_ID_ANNOTATION = "interlink.eu/job-id"
+UPSTREAM_JOB_ID_ANNOTATION = "JobID"
+
+
+class OIDCClient(StrictModel):
+    """Client-credentials grant against the edge's OIDC issuer."""
+
+    issuer: str
+    client_id: str
+    client_secret_file: Path
+    audience: str | None = None
+    scope: str | None = None
+    ca_file: Path | None = None
+
+
+class EdgeConfig(StrictModel):
+    """How to reach the interLink API server."""
+
+    url: str = Field(description="https://edge.example:3000, or unix:///path.sock")
+    token: str | None = Field(default=None, description="A fixed bearer token (demos).")
+    token_file: Path | None = Field(default=None, description="A token file rotated on disk.")
+    oidc: OIDCClient | None = None
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    timeout_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> EdgeConfig:
+        given = [k for k in ("token", "token_file", "oidc") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give only one of edge.token, edge.token_file, edge.oidc ({given})")
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("edge.client_cert and edge.client_key go together")
+        return self
+
+    def token_source(self) -> TokenSource | None:
+        """The bearer-token source this configuration describes."""
+        if self.token is not None:
+            return static_token(self.token)
+        if self.token_file is not None:
+            return token_file(self.token_file)
+        if self.oidc is not None:
+            o = self.oidc
+            return ClientCredentials(
+                o.issuer,
+                o.client_id,
+                o.client_secret_file.read_text().strip(),
+                audience=o.audience,
+                scope=o.scope,
+                ca_file=o.ca_file,
+            )
+        return None
+
+
+class Taint(StrictModel):
+    """A node taint."""
+
+    key: str
+    value: str = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+
+
+class Capacity(StrictModel):
+    """What the node announces until (and unless) the plugin's ping says otherwise."""
+
+    cpu: str = "100"
+    memory: str = "1Ti"
+    pods: str = "1000"
+    accelerators: dict[str, int] = Field(
+        default_factory=dict, description="e.g. {nvidia.com/gpu: 4}"
+    )
+
+
+class VKConfig(StrictModel):
+    """Configuration of one virtual node."""
+
+    node_name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+    kubeconfig: Path | None = Field(
+        default=None, description="Kubeconfig file; default: in-cluster or ~/.kube/config."
+    )
+    edge: EdgeConfig
+    labels: dict[str, str] = Field(default_factory=dict)
+    taints: list[Taint] = Field(default_factory=list)
+    capacity: Capacity = Field(default_factory=Capacity)
+    internal_ip: str = Field(
+        default="127.0.0.1", description="The node's InternalIP (also where the kubelet API binds)."
+    )
+    kubelet_port: int = Field(default=10250, ge=1, le=65535)
+    status_interval_seconds: float = Field(default=5.0, gt=0)
+    ping_interval_seconds: float = Field(default=10.0, gt=0)
+    lease_duration_seconds: int = Field(default=40, ge=10)
+    create_concurrency: int = Field(default=16, ge=1)
