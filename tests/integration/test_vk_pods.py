@@ -1,0 +1,299 @@
+"""The VK's pod sync on the real control plane, with a real edge (API server + local plugin):
+pods bound to the virtual node run remotely and their state comes back into pods/status."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kr8s.asyncio
+import pytest
+
+from interlink_core.client import InterLinkClient, static_token
+from interlink_core.embedded import EmbeddedEdge
+from interlink_core.models import LogStruct
+from interlink_vk.config import JOB_ID_ANNOTATION, VKConfig
+from interlink_vk.kube import Kube
+from interlink_vk.pods import PodController
+from tests.helpers.k8s import K8sInfo, kubectl
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class World:
+    k8s: K8sInfo
+    node: str
+    ns: str
+    edge: InterLinkClient
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        out = subprocess.run(
+            [str(self.k8s.kubectl), "--kubeconfig", str(self.k8s.kubeconfig), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        self.kubectl("apply", "-n", self.ns, "-f", "-", stdin=json.dumps(obj))
+
+    def pod(self, name: str) -> dict[str, Any] | None:
+        out = subprocess.run(
+            [
+                str(self.k8s.kubectl),
+                "--kubeconfig",
+                str(self.k8s.kubeconfig),
+                "get",
+                "pod",
+                name,
+                "-n",
+                self.ns,
+                "-o",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return json.loads(out.stdout) if out.returncode == 0 else None
+
+    async def wait_pod(self, name: str, cond: Any, timeout: float = 30) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        last = None
+        while asyncio.get_running_loop().time() < deadline:
+            last = self.pod(name)
+            if last is not None and cond(last):
+                return last
+            await asyncio.sleep(0.3)
+        raise AssertionError(f"pod {name} never met the condition: {json.dumps(last)[:3000]}")
+
+    def events(self, name: str) -> list[str]:
+        out = json.loads(
+            self.kubectl(
+                "get",
+                "events",
+                "-n",
+                self.ns,
+                "-o",
+                "json",
+                "--field-selector",
+                f"involvedObject.name={name}",
+            )
+        )
+        return [e["reason"] for e in out["items"]]
+
+
+@pytest.fixture
+async def world(k8s: K8sInfo, tmp_path: Path) -> AsyncIterator[World]:
+    node = f"vk-pods-{uuid.uuid4().hex[:6]}"
+    ns = f"t-{uuid.uuid4().hex[:6]}"
+    kubectl(k8s, "create", "namespace", ns)
+    kubectl(
+        k8s,
+        "create",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": node, "labels": {"type": "virtual-kubelet"}},
+            }
+        ),
+    )
+    with EmbeddedEdge(state_dir=tmp_path / "edge") as edge:
+        config = VKConfig(
+            node_name=node, edge={"url": edge.url, "token": edge.token}, status_interval_seconds=0.5
+        )
+        api = await kr8s.asyncio.api(kubeconfig=str(k8s.kubeconfig))
+        async with InterLinkClient(edge.url, token=static_token(edge.token)) as client:
+            controller = PodController(Kube(api), config, client)
+            stop = asyncio.Event()
+            task = asyncio.create_task(controller.run(stop))
+            try:
+                yield World(k8s, node, ns, client)
+            finally:
+                kubectl(k8s, "delete", "pods", "--all", "-n", ns, "--wait=false")
+                await asyncio.sleep(1.5)  # let the VK delete remotely before the edge stops
+                stop.set()
+                await asyncio.wait_for(task, 10)
+    kubectl(k8s, "delete", "namespace", ns, "--wait=false")
+    kubectl(k8s, "delete", "node", node)
+
+
+def phase(p: dict[str, Any]) -> str:
+    return str((p.get("status") or {}).get("phase", ""))
+
+
+def bound_pod(w: World, name: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": w.ns},
+        "spec": {
+            "nodeName": w.node,
+            "containers": containers,
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 2,
+            **spec,
+        },
+    }
+
+
+async def logs(w: World, pod: dict[str, Any], container: str) -> str:
+    m = pod["metadata"]
+    req = LogStruct(
+        Namespace=m["namespace"], PodUID=m["uid"], PodName=m["name"], ContainerName=container
+    )
+    return (await w.edge.logs(req)).decode()
+
+
+async def test_pod_runs_remotely_with_config_secret_and_token(world: World) -> None:
+    w = world
+    w.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings"},
+            "data": {"mode": "fast"},
+        }
+    )
+    w.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "creds"},
+            "stringData": {"password": "s3cr3t"},
+        }
+    )
+    w.kubectl("create", "serviceaccount", "worker", "-n", w.ns)
+    w.apply(
+        bound_pod(
+            w,
+            "job",
+            [
+                {
+                    "name": "main",
+                    "image": "busybox",
+                    "command": [
+                        "sh",
+                        "-c",
+                        "echo mode=$MODE; cat /etc/creds/password; echo; "
+                        "wc -c < /var/run/secrets/tokens/token",
+                    ],
+                    "env": [
+                        {
+                            "name": "MODE",
+                            "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}},
+                        }
+                    ],
+                    "volumeMounts": [
+                        {"name": "creds", "mountPath": "/etc/creds"},
+                        {"name": "tok", "mountPath": "/var/run/secrets/tokens"},
+                    ],
+                }
+            ],
+            initContainers=[{"name": "setup", "image": "busybox", "command": ["echo", "init"]}],
+            serviceAccountName="worker",
+            volumes=[
+                {"name": "creds", "secret": {"secretName": "creds"}},
+                {
+                    "name": "tok",
+                    "projected": {
+                        "sources": [
+                            {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}}
+                        ]
+                    },
+                },
+            ],
+        )
+    )
+    done = await w.wait_pod("job", lambda p: phase(p) == "Succeeded")
+    assert done["metadata"]["annotations"][JOB_ID_ANNOTATION].startswith("local-")
+    statuses = done["status"]["containerStatuses"]
+    assert statuses[0]["state"]["terminated"]["exitCode"] == 0
+    assert done["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    conds = {c["type"]: c["status"] for c in done["status"]["conditions"]}
+    assert conds["Initialized"] == "True" and conds["Ready"] == "False"
+    out = (await logs(w, done, "main")).splitlines()
+    assert out[:2] == ["mode=fast", "s3cr3t"]
+    assert int(out[2]) > 100  # a real JWT from the TokenRequest API
+    assert "Submitted" in w.events("job") and "Completed" in w.events("job")
+
+
+async def test_failed_container_fails_the_pod_with_its_exit_code(world: World) -> None:
+    w = world
+    w.apply(
+        bound_pod(w, "bad", [{"name": "main", "image": "x", "command": ["sh", "-c", "exit 4"]}])
+    )
+    failed = await w.wait_pod("bad", lambda p: phase(p) == "Failed")
+    assert failed["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 4
+    assert "exited with code 4" in failed["status"]["message"]
+    assert "Failed" in w.events("bad")
+
+
+async def test_pod_the_edge_refuses_is_failed_not_stuck(world: World) -> None:
+    w = world
+    w.apply(bound_pod(w, "refused", [{"name": "main", "image": "x"}]))  # no command: 400
+    failed = await w.wait_pod("refused", lambda p: phase(p) == "Failed")
+    assert failed["status"]["reason"] == "ProviderFailed"
+    assert "command" in failed["status"]["message"]
+
+
+async def test_missing_configmap_waits_then_runs(world: World) -> None:
+    w = world
+    w.apply(
+        bound_pod(
+            w,
+            "waits",
+            [
+                {
+                    "name": "main",
+                    "image": "x",
+                    "command": ["echo", "$(V)"],
+                    "env": [
+                        {
+                            "name": "V",
+                            "valueFrom": {"configMapKeyRef": {"name": "later", "key": "v"}},
+                        }
+                    ],
+                }
+            ],
+        )
+    )
+    await asyncio.sleep(2)
+    assert phase(w.pod("waits") or {}) == "Pending"
+    assert "FailedMount" in w.events("waits")
+    w.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "later"},
+            "data": {"v": "now"},
+        }
+    )
+    done = await w.wait_pod("waits", lambda p: phase(p) == "Succeeded")
+    assert (await logs(w, done, "main")) == "now\n"
+
+
+async def test_kubectl_delete_stops_the_remote_job(world: World) -> None:
+    w = world
+    w.apply(bound_pod(w, "sleeper", [{"name": "main", "image": "x", "command": ["sleep", "600"]}]))
+    running = await w.wait_pod("sleeper", lambda p: phase(p) == "Running")
+    assert running["status"]["podIP"].startswith("127.")
+    t0 = asyncio.get_running_loop().time()
+    # kubectl waits until the pod is gone: off the event loop the VK runs in
+    await asyncio.to_thread(w.kubectl, "delete", "pod", "sleeper", "-n", w.ns, "--timeout=30s")
+    assert asyncio.get_running_loop().time() - t0 < 20
+    assert w.pod("sleeper") is None
+    assert await w.edge.status([running]) == []  # gone at the edge too
