@@ -20,14 +20,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"interlink {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for ep in sorted(entry_points(group="interlink.commands"), key=lambda e: e.name):
-        ep.load()(sub)
+        try:
+            register = ep.load()
+        except ImportError as exc:  # the command's extra is not installed
+            _unavailable(sub, ep.name, exc)
+            continue
+        register(sub)
     return parser
+
+
+def _unavailable(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, exc: ImportError
+) -> None:
+    missing = exc.name or str(exc)
+    p = sub.add_parser(name, help=f"(not installed: needs {missing})", add_help=False)
+
+    def explain(_: argparse.Namespace) -> int:
+        print(
+            f"interlink {name}: this command needs the Python package {missing!r}, which is "
+            f"not installed; install it with: pip install 'interlink[{name}]' "
+            "(or 'interlink[all]')",
+            file=sys.stderr,
+        )
+        return 2
+
+    p.set_defaults(func=explain, unavailable=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``interlink`` command line."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "unavailable", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
