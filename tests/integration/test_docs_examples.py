@@ -100,3 +100,14 @@ def test_documented_slurm_config_is_valid() -> None:
     config = build_config(SlurmPluginConfig, yaml.safe_load(blocks[0]), "docs/plugins/slurm.md")
     assert config.flavors["gpu"].flags == ["--partition=gpu", "--qos=gpu"]
     assert config.runtime == "apptainer" and config.gpu_flavor == "gpu"
+
+
+def test_documented_vk_config_is_valid() -> None:
+    import yaml
+
+    from interlink_core.config import build_config
+    from interlink_vk.config import VKConfig
+
+    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "docs/vk.md").read_text(), re.S)
+    config = build_config(VKConfig, yaml.safe_load(blocks[0]), "docs/vk.md")
+    assert config.edge.oidc is not None and config.capacity.accelerators == {"nvidia.com/gpu": 8}
