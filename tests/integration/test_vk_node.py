@@ -151,7 +151,8 @@ async def test_node_registers_with_labels_taints_capacity_and_ready(running: Run
 
     status = node["status"]
     assert {"type": "InternalIP", "address": "127.0.0.1"} in status["addresses"]
-    assert {"type": "Hostname", "address": running.name} in status["addresses"]
+    # no Hostname address: the apiserver would try to resolve the virtual node's name first
+    assert [a["type"] for a in status["addresses"]] == ["InternalIP"]
     assert status["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 10999
     cap = status["capacity"]
     assert cap["cpu"] == str(os.cpu_count())

@@ -16,6 +16,7 @@ from interlink_core.config import load_config
 
 from .config import VKConfig
 from .kube import Kube
+from .kubelet import serve_kubelet
 from .node import NodeController
 from .pods import PodController
 
@@ -41,7 +42,10 @@ async def serve(config: VKConfig) -> None:
         node = NodeController(api, config, edge)
         pods = PodController(Kube(api), config, edge)
         log.info("virtual node %s: edge %s", config.node_name, e.url)
-        await asyncio.gather(node.run(stop), pods.run(stop))
+        state = config.state_dir.expanduser() / config.node_name
+        await asyncio.gather(
+            node.run(stop), pods.run(stop), serve_kubelet(config, Kube(api), edge, stop, state)
+        )
 
 
 def register_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

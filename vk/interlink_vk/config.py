@@ -100,6 +100,19 @@ class VKConfig(StrictModel):
         default="127.0.0.1", description="The node's InternalIP (also where the kubelet API binds)."
     )
     kubelet_port: int = Field(default=10250, ge=1, le=65535)
+    kubelet_cert: Path | None = Field(
+        default=None, description="Serving certificate of the kubelet API (default: by CSR)."
+    )
+    kubelet_key: Path | None = None
+    kubelet_client_ca: Path | None = Field(
+        default=None,
+        description="CA of the apiserver's kubelet-client certificate (default: the cluster's "
+        "kube-system/extension-apiserver-authentication client CA).",
+    )
+    state_dir: Path = Field(
+        default=Path("~/.local/state/interlink/vk"),
+        description="Where the VK keeps its serving certificate.",
+    )
     status_interval_seconds: float = Field(default=5.0, gt=0)
     ping_interval_seconds: float = Field(default=10.0, gt=0)
     lease_duration_seconds: int = Field(default=40, ge=10)

@@ -244,7 +244,6 @@ class NodeController:
             "conditions": self.conditions(),
             "addresses": [
                 {"type": "InternalIP", "address": self.config.internal_ip},
-                {"type": "Hostname", "address": self.name},
             ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": self.config.kubelet_port}},
             "nodeInfo": {
