@@ -15,7 +15,7 @@ from typing import Any
 import kr8s.asyncio
 import pytest
 
-from interlink_core.client import InterLinkClient, static_token
+from interlink_core.client import InterLinkClient, Retry, static_token
 from interlink_core.embedded import EmbeddedEdge
 from interlink_core.models import LogStruct
 from interlink_vk.config import JOB_ID_ANNOTATION, VKConfig
@@ -297,3 +297,52 @@ async def test_kubectl_delete_stops_the_remote_job(world: World) -> None:
     assert asyncio.get_running_loop().time() - t0 < 20
     assert w.pod("sleeper") is None
     assert await w.edge.status([running]) == []  # gone at the edge too
+
+
+async def test_edge_outage_keeps_last_state_and_work_resumes(k8s: K8sInfo, tmp_path: Path) -> None:
+    node = f"vk-out-{uuid.uuid4().hex[:6]}"
+    ns = f"t-{uuid.uuid4().hex[:6]}"
+    kubectl(k8s, "create", "namespace", ns)
+    kubectl(
+        k8s,
+        "create",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}),
+    )
+    edge = EmbeddedEdge(state_dir=tmp_path / "edge").start()
+    config = VKConfig(
+        node_name=node, edge={"url": edge.url, "token": edge.token}, status_interval_seconds=0.5
+    )
+    api = await kr8s.asyncio.api(kubeconfig=str(k8s.kubeconfig))
+    stop = asyncio.Event()
+    try:
+        async with InterLinkClient(
+            edge.url, token=static_token(edge.token), retry=Retry(attempts=1)
+        ) as client:
+            task = asyncio.create_task(PodController(Kube(api), config, client).run(stop))
+            w = World(k8s, node, ns, client)
+            w.apply(
+                bound_pod(
+                    w,
+                    "long",
+                    [{"name": "main", "image": "x", "command": ["sh", "-c", "sleep 4; echo done"]}],
+                )
+            )
+            await w.wait_pod("long", lambda p: phase(p) == "Running")
+            edge.stop()  # the edge goes away while the pod runs
+            await asyncio.sleep(2)
+            assert phase(w.pod("long") or {}) == "Running"  # last known state kept
+            # the edge comes back on the same address with its state: the job went on meanwhile
+            edge = EmbeddedEdge(
+                state_dir=tmp_path / "edge", port=edge.port, token=edge.token
+            ).start()
+            done = await w.wait_pod("long", lambda p: phase(p) == "Succeeded", timeout=30)
+            assert (await logs(w, done, "main")) == "done\n"
+            stop.set()
+            await asyncio.wait_for(task, 10)
+    finally:
+        stop.set()
+        edge.stop()
+        kubectl(k8s, "delete", "namespace", ns, "--wait=false")
+        kubectl(k8s, "delete", "node", node)
