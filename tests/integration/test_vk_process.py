@@ -5,6 +5,7 @@ the middle of the burst and started again; no pod is lost and none is submitted 
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -81,6 +82,9 @@ def test_deployment_of_20_survives_vk_kill_9(k8s: K8sInfo, tmp_path: Path) -> No
                     "status_interval_seconds": 0.5,
                     "ping_interval_seconds": 1,
                     "create_concurrency": 4,
+                    # a loopback address of its own for the kubelet API (other VKs may run)
+                    "internal_ip": f"127.0.{random.randint(2, 250)}.{random.randint(2, 250)}",
+                    "state_dir": str(tmp_path / "vk-state"),
                 }
             )
         )

@@ -202,8 +202,12 @@ def make_kubelet_app(config: VKConfig, kube: Kube, edge: InterLinkClient) -> Fas
 
 
 async def serving_certificate(
-    config: VKConfig, kube: Kube, state_dir: Path, wait_seconds: float = 60.0
-) -> tuple[Path, Path]:
+    config: VKConfig,
+    kube: Kube,
+    state_dir: Path,
+    wait_seconds: float = 60.0,
+    stop: asyncio.Event | None = None,
+) -> tuple[Path, Path] | None:
     """The configured certificate, or one issued by the cluster through a
     ``kubernetes.io/kubelet-serving`` CSR (an admin or an approver must approve it), or, if
     none comes in time, a self-signed one (the apiserver will then refuse to use it)."""
@@ -257,6 +261,8 @@ async def serving_certificate(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     while loop.time() < deadline:
+        if stop is not None and stop.is_set():
+            return None  # shutting down before the certificate came
         obj = await kube.call(
             "GET", f"certificatesigningrequests/{csr_name}", version="certificates.k8s.io/v1"
         )
@@ -354,7 +360,10 @@ async def serve_kubelet(
 ) -> None:
     """Serve the kubelet API on ``internal_ip:kubelet_port`` until ``stop``."""
     state = state_dir or Path(tempfile.gettempdir()) / f"interlink-vk-{config.node_name}"
-    cert, key = await serving_certificate(config, kube, state)
+    issued = await serving_certificate(config, kube, state, stop=stop)
+    if issued is None:
+        return
+    cert, key = issued
     ca = await client_ca(config, kube, state)
     server = _Server(
         uvicorn.Config(

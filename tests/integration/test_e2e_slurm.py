@@ -1,0 +1,86 @@
+"""End to end: a pod on the virtual node goes through the real control plane, the VK, the API
+server and the SLURM plugin into the real SLURM (host runtime), and back."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interlink_vk.config import JOB_ID_ANNOTATION
+from tests.helpers.k8s import K8sInfo
+from tests.helpers.slurm import SlurmInfo
+from tests.helpers.vk import RunningVK, running_vk
+from tests.helpers.world import start_api, start_plugin
+
+pytestmark = pytest.mark.integration
+TOKEN = "e2e-dev-token-123"
+
+
+@pytest.fixture
+async def vk(k8s: K8sInfo, slurm: SlurmInfo, tmp_path: Path) -> AsyncIterator[RunningVK]:
+    plugin = start_plugin(
+        tmp_path / "plugin", "slurm", config={"runtime": "host", "partition": slurm.partition}
+    )
+    api = start_api(
+        tmp_path / "api", {"plugin": {"url": plugin.url}, "auth": {"insecure_dev_token": TOKEN}}
+    )
+    try:
+        async with running_vk(k8s, api.url, TOKEN, tmp_path / "vk", "vk-slurm") as running:
+            yield running
+    finally:
+        api.stop()
+        plugin.stop()
+
+
+def state(p: dict[str, Any]) -> dict[str, Any]:
+    statuses = (p.get("status") or {}).get("containerStatuses") or [{}]
+    return dict(statuses[0].get("state") or {})
+
+
+async def test_pod_queued_in_slurm_then_runs_and_shows_its_logs(vk: RunningVK) -> None:
+    manifest = vk.pod_manifest(
+        "analysis",
+        [
+            {
+                "name": "main",
+                "image": "none",
+                "command": ["sh", "-c", "echo hello from $(hostname); echo result=42"],
+            }
+        ],
+        annotations={"slurm-job.vk.io/flags": "--hold"},
+    )
+    out = await vk.kubectl("apply", "-f", "-", input=manifest)
+    assert out.returncode == 0, out.stderr
+    held = await vk.wait_pod(
+        "analysis", lambda p: state(p).get("waiting", {}).get("reason", "").startswith("Queued")
+    )
+    assert held["status"]["phase"] == "Pending"
+    assert state(held)["waiting"]["reason"] == "Queued: JobHeldUser"
+    job = held["metadata"]["annotations"][JOB_ID_ANNOTATION]
+    assert job.isdigit()
+    subprocess.run(["scontrol", "release", job], check=True)
+    done = await vk.wait_pod("analysis", lambda p: p["status"].get("phase") == "Succeeded")
+    assert state(done)["terminated"]["exitCode"] == 0
+    logs = await vk.kubectl("logs", "analysis", "-n", vk.ns)
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.splitlines()[1] == "result=42"
+
+
+async def test_kubectl_delete_cancels_the_running_job(vk: RunningVK) -> None:
+    manifest = vk.pod_manifest(
+        "long", [{"name": "main", "image": "none", "command": ["sleep", "300"]}]
+    )
+    await vk.kubectl("apply", "-f", "-", input=manifest)
+    running = await vk.wait_pod("long", lambda p: p["status"].get("phase") == "Running")
+    job = running["metadata"]["annotations"][JOB_ID_ANNOTATION]
+    out = await vk.kubectl("delete", "pod", "long", "-n", vk.ns, "--timeout=60s")
+    assert out.returncode == 0, out.stderr
+    queue = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-j", job, "-o", "%T"], capture_output=True, text=True
+    ).stdout.strip()
+    assert queue in ("", "CANCELLED", "COMPLETING", "COMPLETED"), queue
+    assert queue != "RUNNING"
