@@ -472,7 +472,11 @@ def make_app(config: ApiServerConfig) -> Any:
         edge.registry.set_job(uid, answer.PodJID)
         return JSONResponse(dump(CreateStruct(PodUID=uid, PodJID=answer.PodJID)))
 
-    async def delete_impl(request: Request, pod: JSON, who: Identity, edge: Edge) -> Response:
+    @app.delete("/delete", tags=["VK → API server"])
+    async def delete(
+        request: Request, pod: Annotated[Pod, Body()], who: Caller, edge: EdgeDep
+    ) -> Response:
+        """Delete a pod remotely; answers when the plugin confirmed it."""
         _, _, uid = pod_meta(pod)
         owners = owned_or_refuse(edge, who, [uid])
         if uid not in owners:
@@ -485,22 +489,13 @@ def make_app(config: ApiServerConfig) -> Any:
         metrics.forget(uid)
         return PlainTextResponse("deleted")
 
-    @app.delete("/delete", tags=["VK → API server"])
-    async def delete(
-        request: Request, pod: Annotated[Pod, Body()], who: Caller, edge: EdgeDep
-    ) -> Response:
-        """Delete a pod remotely; answers when the plugin confirmed it."""
-        return await delete_impl(request, pod, who, edge)
+    app.add_api_route("/delete", delete, methods=["POST"], include_in_schema=False)
 
-    @app.post("/delete", include_in_schema=False)
-    async def delete_post(
-        request: Request, pod: Annotated[Pod, Body()], who: Caller, edge: EdgeDep
+    @app.get("/status", response_model=list[PodStatus], tags=["VK → API server"])
+    async def status(
+        request: Request, pods: Annotated[list[Pod], Body()], who: Caller, edge: EdgeDep
     ) -> Response:
-        return await delete_impl(request, pod, who, edge)
-
-    async def status_impl(
-        request: Request, pods: list[JSON], who: Identity, edge: Edge
-    ) -> Response:
+        """Statuses of all these pods in one call (pods of other tenants are refused)."""
         uids = [pod_meta(p)[2] for p in pods]
         owners = owned_or_refuse(edge, who, uids)
         mine = [p for p, uid in zip(pods, uids, strict=True) if uid in owners]
@@ -531,20 +526,13 @@ def make_app(config: ApiServerConfig) -> Any:
             return Response(resp.content, media_type="application/json")
         return JSONResponse(kept)
 
-    @app.get("/status", response_model=list[PodStatus], tags=["VK → API server"])
-    async def status(
-        request: Request, pods: Annotated[list[Pod], Body()], who: Caller, edge: EdgeDep
-    ) -> Response:
-        """Statuses of all these pods in one call (pods of other tenants are refused)."""
-        return await status_impl(request, pods, who, edge)
+    app.add_api_route("/status", status, methods=["POST"], include_in_schema=False)
 
-    @app.post("/status", include_in_schema=False)
-    async def status_post(
-        request: Request, pods: Annotated[list[Pod], Body()], who: Caller, edge: EdgeDep
+    @app.get("/getLogs", response_class=PlainTextResponse, tags=["VK → API server"])
+    async def get_logs(
+        request: Request, req: Annotated[LogStruct, Body()], who: Caller, edge: EdgeDep
     ) -> Response:
-        return await status_impl(request, pods, who, edge)
-
-    async def logs_impl(request: Request, req: LogStruct, who: Identity, edge: Edge) -> Response:
+        """A container's log as text; streamed while the container runs when Opts.Follow."""
         owners = owned_or_refuse(edge, who, [req.PodUID])
         if req.PodUID not in owners:
             raise NotFound(f"pod {req.Namespace}/{req.PodName} is not known to this API server")
@@ -555,32 +543,12 @@ def make_app(config: ApiServerConfig) -> Any:
                 request, edge.plugin.logs(req, session=session, headers=headers)
             )
             return Response(body, media_type="text/plain")
-        stream = edge.plugin.follow_logs(req, session=session, headers=headers)
-        first = await forward(request, anext(stream, b""))
+        stream = await forward(
+            request, edge.plugin.open_log_stream(req, session=session, headers=headers)
+        )
+        return StreamingResponse(stream, media_type="text/plain")
 
-        async def relay() -> AsyncIterator[bytes]:
-            try:
-                if first:
-                    yield first
-                async for chunk in stream:
-                    yield chunk
-            finally:
-                await stream.aclose()
-
-        return StreamingResponse(relay(), media_type="text/plain")
-
-    @app.get("/getLogs", response_class=PlainTextResponse, tags=["VK → API server"])
-    async def get_logs(
-        request: Request, req: Annotated[LogStruct, Body()], who: Caller, edge: EdgeDep
-    ) -> Response:
-        """A container's log as text; streamed while the container runs when Opts.Follow."""
-        return await logs_impl(request, req, who, edge)
-
-    @app.post("/getLogs", include_in_schema=False)
-    async def get_logs_post(
-        request: Request, req: Annotated[LogStruct, Body()], who: Caller, edge: EdgeDep
-    ) -> Response:
-        return await logs_impl(request, req, who, edge)
+    app.add_api_route("/getLogs", get_logs, methods=["POST"], include_in_schema=False)
 
     @app.post("/pinglink", tags=["VK → API server"])
     async def pinglink(request: Request, who: Caller, edge: EdgeDep) -> JSONResponse:

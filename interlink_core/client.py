@@ -263,6 +263,30 @@ class _ClientBase:
             async for chunk in resp.aiter_bytes():
                 yield chunk
 
+    async def open_log_stream(
+        self, request: LogStruct, session: str | None = None, headers: dict[str, str] | None = None
+    ) -> AsyncIterator[bytes]:
+        """A followed log whose connection is made and first chunk read now, so that a
+        refusal raises here (and can be answered with its status) instead of inside an
+        already-started streamed answer."""
+        stream = self.follow_logs(request, session, headers)
+        try:
+            first = await anext(stream, b"")
+        except BaseException:
+            await stream.aclose()
+            raise
+
+        async def relay() -> AsyncIterator[bytes]:
+            try:
+                if first:
+                    yield first
+                async for chunk in stream:
+                    yield chunk
+            finally:
+                await stream.aclose()
+
+        return relay()
+
 
 class InterLinkClient(_ClientBase):
     """Client of an interLink API server (the VK side of the wire contract)."""

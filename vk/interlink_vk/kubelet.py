@@ -19,7 +19,7 @@ import ipaddress
 import logging
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,23 +177,12 @@ def make_kubelet_app(config: VKConfig, kube: Kube, edge: InterLinkClient) -> Fas
         try:
             if not req.Opts.Follow:
                 return Response(await edge.logs(req), media_type="text/plain")
-            stream = edge.follow_logs(req)
-            first = await anext(stream, b"")
+            stream = await edge.open_log_stream(req)
         except RemoteError as exc:
             return JSONResponse({"error": exc.message}, status_code=exc.status_code)
         except InterLinkError as exc:
             return JSONResponse({"error": exc.message}, status_code=502)
-
-        async def relay() -> AsyncIterator[bytes]:
-            try:
-                if first:
-                    yield first
-                async for chunk in stream:
-                    yield chunk
-            finally:
-                await stream.aclose()
-
-        return StreamingResponse(relay(), media_type="text/plain")
+        return StreamingResponse(stream, media_type="text/plain")
 
     return app
 
