@@ -43,6 +43,7 @@ from .models import (
     dump,
     pod_meta,
 )
+from .podspec import object_refs
 from .serve import Listen, run
 
 log = logging.getLogger("interlink.api")
@@ -294,36 +295,13 @@ def retrieved_pod_data(req: PodCreateRequests) -> RetrievedPodData:
     projected = {p.get("metadata", {}).get("name"): p for p in req.projectedvolumesmaps}
     out = []
     for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
-        cm_names: set[str] = set()
-        secret_names: set[str] = set()
-        proj_names: set[str] = set()
-        empty: list[str] = []
-        for m in c.get("volumeMounts") or []:
-            v = volumes.get(m.get("name")) or {}
-            if "configMap" in v:
-                cm_names.add(v["configMap"].get("name", ""))
-            if "secret" in v:
-                secret_names.add(v["secret"].get("secretName", ""))
-            if "emptyDir" in v:
-                empty.append(str(v.get("name")))
-            if "projected" in v:
-                proj_names.add(str(v.get("name")))
-                for src in v["projected"].get("sources") or []:
-                    if "configMap" in src:
-                        cm_names.add(src["configMap"].get("name", ""))
-                    if "secret" in src:
-                        secret_names.add(src["secret"].get("name", ""))
-        for e in c.get("env") or []:
-            ref = e.get("valueFrom") or {}
-            if "configMapKeyRef" in ref:
-                cm_names.add(ref["configMapKeyRef"].get("name", ""))
-            if "secretKeyRef" in ref:
-                secret_names.add(ref["secretKeyRef"].get("name", ""))
-        for e in c.get("envFrom") or []:
-            if "configMapRef" in e:
-                cm_names.add(e["configMapRef"].get("name", ""))
-            if "secretRef" in e:
-                secret_names.add(e["secretRef"].get("name", ""))
+        mounted = [
+            volumes[m.get("name")] for m in c.get("volumeMounts") or [] if m.get("name") in volumes
+        ]
+        refs = object_refs([c], mounted)
+        cm_names, secret_names = set(refs.configmaps), set(refs.secrets)
+        proj_names = {str(v.get("name")) for v in mounted if "projected" in v}
+        empty = [str(v.get("name")) for v in mounted if "emptyDir" in v]
         out.append(
             RetrievedContainer(
                 name=str(c.get("name", "")),

@@ -639,3 +639,46 @@ def command_line(container: JSON, where: str) -> tuple[list[str], list[str]]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise BadRequest(f"{where}.{field}: must be a list of strings")
     return list(command), list(args)
+
+
+@dataclass
+class ObjectRefs:
+    """The ConfigMaps and Secrets some containers and volumes refer to: name → required
+    (``False`` when every reference to it is ``optional``)."""
+
+    configmaps: dict[str, bool]
+    secrets: dict[str, bool]
+
+    def add(self, kind: str, ref: JSON, name_key: str = "name") -> None:
+        table = self.configmaps if kind == "configmap" else self.secrets
+        name = str(ref.get(name_key, ""))
+        table[name] = table.get(name, False) or not ref.get("optional")
+
+
+def object_refs(containers: list[JSON], volumes: list[JSON]) -> ObjectRefs:
+    """What these containers (``env``, ``envFrom``) and volumes (``configMap``, ``secret``,
+    ``projected`` sources) refer to."""
+    refs = ObjectRefs({}, {})
+    for c in containers:
+        for e in c.get("env") or []:
+            ref = e.get("valueFrom") or {}
+            if "configMapKeyRef" in ref:
+                refs.add("configmap", ref["configMapKeyRef"])
+            if "secretKeyRef" in ref:
+                refs.add("secret", ref["secretKeyRef"])
+        for e in c.get("envFrom") or []:
+            if "configMapRef" in e:
+                refs.add("configmap", e["configMapRef"])
+            if "secretRef" in e:
+                refs.add("secret", e["secretRef"])
+    for v in volumes:
+        if "configMap" in v:
+            refs.add("configmap", v["configMap"])
+        if "secret" in v:
+            refs.add("secret", v["secret"], "secretName")
+        for src in (v.get("projected") or {}).get("sources") or []:
+            if "configMap" in src:
+                refs.add("configmap", src["configMap"])
+            if "secret" in src:
+                refs.add("secret", src["secret"])
+    return refs

@@ -21,7 +21,7 @@ from typing import Any
 from interlink_core.client import InterLinkClient, RemoteError
 from interlink_core.errors import InterLinkError
 from interlink_core.models import JSON, PodCreateRequests, PodStatus
-from interlink_core.podspec import field_value
+from interlink_core.podspec import field_value, object_refs
 
 from .config import JOB_ID_ANNOTATION, UPSTREAM_JOB_ID_ANNOTATION, VKConfig
 from .kube import Kube
@@ -184,54 +184,42 @@ class PodController:
         """The pod with the ConfigMaps, Secrets and projected volumes it refers to."""
         ns = pod["metadata"]["namespace"]
         spec = pod.get("spec") or {}
-        cms: dict[str, JSON] = {}
-        secrets: dict[str, JSON] = {}
-        wanted_cm: dict[str, bool] = {}
-        wanted_secret: dict[str, bool] = {}
-        for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
-            for e in c.get("env") or []:
-                ref = e.get("valueFrom") or {}
-                if "configMapKeyRef" in ref:
-                    r = ref["configMapKeyRef"]
-                    wanted_cm[r["name"]] = wanted_cm.get(r["name"], True) and not r.get("optional")
-                if "secretKeyRef" in ref:
-                    r = ref["secretKeyRef"]
-                    wanted_secret[r["name"]] = wanted_secret.get(r["name"], True) and not r.get(
-                        "optional"
-                    )
-            for e in c.get("envFrom") or []:
-                for key, wanted in (("configMapRef", wanted_cm), ("secretRef", wanted_secret)):
-                    if key in e:
-                        r = e[key]
-                        wanted[r["name"]] = wanted.get(r["name"], True) and not r.get("optional")
-        projected: list[JSON] = []
-        for v in spec.get("volumes") or []:
-            if "configMap" in v:
-                r = v["configMap"]
-                wanted_cm[r["name"]] = not r.get("optional")
-            if "secret" in v:
-                r = v["secret"]
-                wanted_secret[r["secretName"]] = not r.get("optional")
-            if "projected" in v:
-                projected.append(await self._projected(pod, v))
-        for name, required in wanted_cm.items():
-            obj = await self.kube.get("configmaps", ns, name)
-            if obj is None and required:
-                raise _Missing(f"configmap {ns}/{name} not found")
-            if obj is not None:
-                cms[name] = obj
-        for name, required in wanted_secret.items():
-            obj = await self.kube.get("secrets", ns, name)
-            if obj is None and required:
-                raise _Missing(f"secret {ns}/{name} not found")
-            if obj is not None:
-                secrets[name] = obj
-        return PodCreateRequests(
-            pod=pod,
-            configmaps=list(cms.values()),
-            secrets=list(secrets.values()),
-            projectedvolumesmaps=projected,
+        volumes = spec.get("volumes") or []
+        projected = [await self._projected(pod, v) for v in volumes if "projected" in v]
+        refs = object_refs(
+            [*(spec.get("initContainers") or []), *(spec.get("containers") or [])],
+            [v for v in volumes if "projected" not in v],  # those are shipped resolved
         )
+        cms = await self._fetch("configmaps", ns, refs.configmaps)
+        secrets = await self._fetch("secrets", ns, refs.secrets)
+        return PodCreateRequests(
+            pod=pod, configmaps=cms, secrets=secrets, projectedvolumesmaps=projected
+        )
+
+    async def _fetch(self, kind: str, ns: str, wanted: dict[str, bool]) -> list[JSON]:
+        """The objects that exist; a missing required one is :class:`_Missing`."""
+        found = []
+        for name, required in wanted.items():
+            obj = await self.kube.get(kind, ns, name)
+            if obj is None and required:
+                raise _Missing(f"{kind.removesuffix('s')} {ns}/{name} not found")
+            if obj is not None:
+                found.append(obj)
+        return found
+
+    async def _items(self, kind: str, ns: str, ref: JSON) -> dict[str, str]:
+        """A projected ConfigMap or Secret source as file path → text."""
+        found = await self._fetch(kind, ns, {ref["name"]: not ref.get("optional")})
+        values = (found[0].get("data") or {}) if found else {}
+        items = ref.get("items") or [{"key": k, "path": k} for k in values]
+        out = {}
+        for it in items:
+            if it["key"] in values:
+                value = values[it["key"]]
+                if kind == "secrets":
+                    value = base64.b64decode(value).decode(errors="replace")
+                out[it.get("path", it["key"])] = value
+        return out
 
     async def _projected(self, pod: JSON, volume: JSON) -> JSON:
         """A projected volume as upstream ships it: a ConfigMap named after the volume whose
@@ -243,30 +231,9 @@ class PodController:
                 sat = src["serviceAccountToken"]
                 data[sat.get("path", "token")] = await self._token(pod, sat)
             elif "configMap" in src:
-                r = src["configMap"]
-                obj = await self.kube.get("configmaps", ns, r["name"])
-                if obj is None:
-                    if not r.get("optional"):
-                        raise _Missing(f"configmap {ns}/{r['name']} not found")
-                    continue
-                values = obj.get("data") or {}
-                items = r.get("items") or [{"key": k, "path": k} for k in values]
-                for it in items:
-                    if it["key"] in values:
-                        data[it.get("path", it["key"])] = values[it["key"]]
+                data.update(await self._items("configmaps", ns, src["configMap"]))
             elif "secret" in src:
-                r = src["secret"]
-                obj = await self.kube.get("secrets", ns, r["name"])
-                if obj is None:
-                    if not r.get("optional"):
-                        raise _Missing(f"secret {ns}/{r['name']} not found")
-                    continue
-                values = obj.get("data") or {}
-                items = r.get("items") or [{"key": k, "path": k} for k in values]
-                for it in items:
-                    if it["key"] in values:
-                        raw = base64.b64decode(values[it["key"]]).decode(errors="replace")
-                        data[it.get("path", it["key"])] = raw
+                data.update(await self._items("secrets", ns, src["secret"]))
             elif "downwardAPI" in src:
                 for it in src["downwardAPI"].get("items") or []:
                     if "fieldRef" in it:
