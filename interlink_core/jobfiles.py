@@ -44,6 +44,16 @@ def read_float(path: str | Path) -> float | None:
         return None
 
 
+def read_json(path: str | Path) -> dict[str, Any] | None:
+    """A small JSON object file, or ``None`` if it is not there (yet) or not an object."""
+    text = read_text(path)
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def base_status(record: JobRecord, name: str) -> JSON:
     """A container status without its state yet."""
     images: dict[str, str] = record.data.get("images", {})
@@ -64,11 +74,10 @@ def container_files(
     its ``terminated`` state if its exit file is there."""
     cdir = f"{record.data.get('dir', '')}/containers/{name}"
     started = read_float(f"{cdir}/started")
-    text = read_text(f"{cdir}/exit")
-    if not text:
+    info = read_json(f"{cdir}/exit")
+    if info is None:
         return started, None
     try:
-        info: dict[str, Any] = json.loads(text)
         code = int(info.get("exitCode", 1))
         finished = float(info.get("finishedAt") or started or 0)
     except (ValueError, TypeError):
@@ -110,14 +119,26 @@ def container_logs(
     return follow_log(path, request.Opts, ended)
 
 
+def waiting(status: JSON, reason: str, message: str = "") -> JSON:
+    """Set a container status to waiting, with its reason (and message)."""
+    state: JSON = {"reason": reason}
+    if message:
+        state["message"] = message
+    status["state"] = {"waiting": state}
+    return status
+
+
+NEVER_STARTED = ("PodInitializing", "not started: an init container failed")
+"""Reason and message of a container that will not start because an init container failed."""
+
+
 def started_or_waiting(status: JSON, started: float | None, waiting_reason: str) -> JSON:
     """A container of a running job: running once its start file is there, else waiting."""
     if started is not None:
         status["state"] = {"running": {"startedAt": rfc3339(started)}}
         status["ready"] = status["started"] = True
-    else:
-        status["state"] = {"waiting": {"reason": waiting_reason}}
-    return status
+        return status
+    return waiting(status, waiting_reason)
 
 
 ContainerStatusFn = Callable[[str, str, bool], JSON]

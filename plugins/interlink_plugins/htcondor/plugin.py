@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any, ClassVar, cast
 
 from interlink_core.jobfiles import (
+    NEVER_STARTED,
     assemble_pod_status,
     base_status,
     container_files,
     container_logs,
     rfc3339,
     started_or_waiting,
+    waiting,
 )
 from interlink_core.models import (
     JSON,
@@ -214,51 +216,25 @@ class HTCondorPlugin(Plugin):
             base["state"] = {"terminated": terminated}
             return base
         if job is None:
-            base["state"] = {
-                "waiting": {
-                    "reason": "JobStateUnknown",
-                    "message": f"HTCondor job {cluster} is not in the queue or history (yet)",
-                }
-            }
-            return base
+            return waiting(
+                base,
+                "JobStateUnknown",
+                f"HTCondor job {cluster} is not in the queue or history (yet)",
+            )
         status = _int(job, "JobStatus")
         if status in TERMINAL:
             if skip_end:  # never started: an init container failed
-                base["state"] = {
-                    "waiting": {
-                        "reason": "PodInitializing",
-                        "message": "not started: an init container failed",
-                    }
-                }
-                return base
+                return waiting(base, *NEVER_STARTED)
             base["state"] = {"terminated": _job_end(cluster, job, started)}
             return base
         if status == IDLE:
             why = _text(job, "LastRejMatchReason") or "Idle"
-            base["state"] = {
-                "waiting": {
-                    "reason": f"Queued: {why}",
-                    "message": f"HTCondor job {cluster} is idle",
-                }
-            }
-            return base
+            return waiting(base, f"Queued: {why}", f"HTCondor job {cluster} is idle")
         if status == HELD:
             why = _text(job, "HoldReason") or "no reason given"
-            base["state"] = {
-                "waiting": {
-                    "reason": f"Queued: Held: {why}",
-                    "message": f"HTCondor job {cluster} is held",
-                }
-            }
-            return base
+            return waiting(base, f"Queued: Held: {why}", f"HTCondor job {cluster} is held")
         if status == SUSPENDED:
-            base["state"] = {
-                "waiting": {
-                    "reason": "Queued: Suspended",
-                    "message": f"HTCondor job {cluster} is suspended",
-                }
-            }
-            return base
+            return waiting(base, "Queued: Suspended", f"HTCondor job {cluster} is suspended")
         # RUNNING or TRANSFERRING (output), or a status this plugin does not know
         if started is None and record.data.get("transfer"):
             # the job's files come back only with its output: running since the job started

@@ -38,7 +38,14 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from interlink_core.errors import BackendUnavailable, BadRequest
-from interlink_core.jobfiles import container_logs, rfc3339
+from interlink_core.jobfiles import (
+    base_status,
+    container_logs,
+    read_float,
+    read_json,
+    rfc3339,
+    waiting,
+)
 from interlink_core.models import (
     JSON,
     LogStruct,
@@ -104,23 +111,6 @@ class LocalConfig(PluginConfig):
     def pods_path(self) -> Path:
         """``pods_dir`` with its default and ``~`` expanded."""
         return (self.pods_dir or self.state_path / "pods").expanduser()
-
-
-def _read_json(path: Path | str) -> dict[str, Any] | None:
-    try:
-        with open(path, "rb") as fh:  # plain open: status polls call this for every pod
-            value = json.loads(fh.read())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _read_float(path: Path | str) -> float | None:
-    try:
-        with open(path, "rb") as fh:
-            return float(fh.read().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def memory_quantity(n: int) -> str:
@@ -362,15 +352,14 @@ class LocalPlugin(Plugin):
         recent = self._recent.get(record.uid)
         if alive and version >= 0 and recent is not None and recent[0] == version:
             return recent[1]
-        done = _read_json(f"{pod_dir}/runner.done")
+        done = read_json(f"{pod_dir}/runner.done")
         lost = not alive and done is None
-        images: dict[str, str] = record.data.get("images", {})
         init_names: list[str] = record.data.get("init", [])
         failed_init: tuple[str, int] | None = None
         init_ok = True
         inits = []
         for name in init_names:
-            st = self._container_status(record, pod_dir, name, images, lost, "PodInitializing")
+            st = self._container_status(record, pod_dir, name, lost, "PodInitializing")
             state = st["state"]
             if "terminated" in state:
                 code = int(state["terminated"]["exitCode"])
@@ -388,7 +377,7 @@ class LocalPlugin(Plugin):
         elif done is not None:
             message = "not started: the pod was stopped"
         mains = [
-            self._container_status(record, pod_dir, name, images, lost, waiting, message)
+            self._container_status(record, pod_dir, name, lost, waiting, message)
             for name in record.data.get("containers", [])
         ]
         status = PodStatus(
@@ -419,29 +408,21 @@ class LocalPlugin(Plugin):
         record: JobRecord,
         pod_dir: str,
         name: str,
-        images: dict[str, str],
         lost: bool,
         waiting_reason: str,
         waiting_message: str = "",
     ) -> JSON:
         cdir = f"{pod_dir}/containers/{name}"
-        exit_info = _read_json(f"{cdir}/exit")
+        exit_info = read_json(f"{cdir}/exit")
         seen = self._started.get((record.uid, name))
         if seen is None:
-            started = _read_float(f"{cdir}/started")
-            pid = _read_float(f"{cdir}/pid")
+            started = read_float(f"{cdir}/started")
+            pid = read_float(f"{cdir}/pid")
             if started is not None:
                 self._started[(record.uid, name)] = (started, pid)
         else:
             started, pid = seen
-        status: JSON = {
-            "name": name,
-            "image": images.get(name, ""),
-            "imageID": "",
-            "ready": False,
-            "restartCount": 0,
-            "started": False,
-        }
+        status = base_status(record, name)
         if pid is not None:
             status["containerID"] = f"local://{int(pid)}"
         if exit_info is not None:
@@ -473,10 +454,7 @@ class LocalPlugin(Plugin):
             status["state"] = {"running": {"startedAt": rfc3339(started)}}
             status["ready"] = status["started"] = True
         else:
-            waiting: JSON = {"reason": waiting_reason}
-            if waiting_message:
-                waiting["message"] = waiting_message
-            status["state"] = {"waiting": waiting}
+            waiting(status, waiting_reason, waiting_message)
         return status
 
     # --- logs -------------------------------------------------------------------------------
@@ -524,7 +502,7 @@ class LocalPlugin(Plugin):
         """SIGKILL every process left in these pod directories (runner first), wait until they
         are gone, remove the directories."""
         for d in pod_dirs:
-            pid = _read_float(d / "runner.pid")
+            pid = read_float(d / "runner.pid")
             if pid is None:
                 continue
             with contextlib.suppress(OSError):

@@ -22,12 +22,14 @@ from pydantic import Field
 
 from interlink_core.errors import BackendUnavailable, BadRequest
 from interlink_core.jobfiles import (
+    NEVER_STARTED,
     assemble_pod_status,
     base_status,
     container_files,
     container_logs,
     rfc3339,
     started_or_waiting,
+    waiting,
 )
 from interlink_core.models import (
     JSON,
@@ -253,22 +255,14 @@ class SlurmPlugin(Plugin):
             base["state"] = {"terminated": terminated}
             return base
         if job is None:
-            base["state"] = {
-                "waiting": {
-                    "reason": "JobStateUnknown",
-                    "message": f"SLURM job {record.job_id} is not known to squeue or sacct (yet)",
-                }
-            }
-            return base
+            return waiting(
+                base,
+                "JobStateUnknown",
+                f"SLURM job {record.job_id} is not known to squeue or sacct (yet)",
+            )
         if job.state not in ACTIVE:
             if skip_end:  # never started: an init container failed
-                base["state"] = {
-                    "waiting": {
-                        "reason": "PodInitializing",
-                        "message": "not started: an init container failed",
-                    }
-                }
-                return base
+                return waiting(base, *NEVER_STARTED)
             reason, code = JOB_END.get(job.state, ("Error", 1))
             if job.state == "FAILED" and job.exit_code:
                 code = job.exit_code
@@ -284,13 +278,10 @@ class SlurmPlugin(Plugin):
             }
             return base
         if job.state in QUEUED:
-            waiting: JSON = {"reason": f"Queued: {job.reason or job.state.title()}"}
             message = f"SLURM job {record.job_id} is {job.state}"
             if job.start:
                 message += f"; expected start {job.start}"
-            waiting["message"] = message
-            base["state"] = {"waiting": waiting}
-            return base
+            return waiting(base, f"Queued: {job.reason or job.state.title()}", message)
         return started_or_waiting(base, started, waiting_reason)
 
     # --- logs ---------------------------------------------------------------------------------
