@@ -105,6 +105,15 @@ class Issuer:
     def audience(self) -> str:
         return str(self.info["audience"])
 
+    def oidc_config(self, **extra: Any) -> dict[str, Any]:
+        """The API server's ``auth.oidc`` section for this issuer."""
+        return {
+            "issuer": self.url,
+            "audience": self.audience,
+            "ca_file": str(self.ca_file),
+            **extra,
+        }
+
     def client_token(self, client_id: str = "vk-cluster-a") -> str:
         """A token from the real client-credentials grant."""
         secret = self.info["clients"][client_id]

@@ -11,26 +11,13 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.helpers.world import Issuer, Service, start_api, start_plugin, tls
+from tests.helpers.world import Issuer, Service, start_api, tls
 
 pytestmark = pytest.mark.integration
 
 
 def oidc(issuer: Issuer, **extra: object) -> dict[str, object]:
-    return {
-        "issuer": issuer.url,
-        "audience": issuer.audience,
-        "ca_file": str(issuer.ca_file),
-        "leeway_seconds": 0,
-        **extra,
-    }
-
-
-@pytest.fixture(scope="module")
-def plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    svc = start_plugin(tmp_path_factory.mktemp("plugin"))
-    yield svc
-    svc.stop()
+    return issuer.oidc_config(leeway_seconds=0, **extra)  # exact expiry checks
 
 
 @pytest.fixture(scope="module")

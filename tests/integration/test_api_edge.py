@@ -43,13 +43,6 @@ def phase(s: PodStatus) -> str:
 
 
 @pytest.fixture(scope="module")
-def plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    svc = start_plugin(tmp_path_factory.mktemp("plugin"))
-    yield svc
-    svc.stop()
-
-
-@pytest.fixture(scope="module")
 def api(
     issuer: Issuer, plugin: Service, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
@@ -58,13 +51,7 @@ def api(
         {
             "plugin": {"url": plugin.url},
             "max_request_bytes": 256 * 1024,
-            "auth": {
-                "oidc": {
-                    "issuer": issuer.url,
-                    "audience": issuer.audience,
-                    "ca_file": str(issuer.ca_file),
-                }
-            },
+            "auth": {"oidc": issuer.oidc_config()},
         },
     )
     yield svc
@@ -210,13 +197,7 @@ async def test_plugin_killed_mid_flight_then_restarted(issuer: Issuer, tmp_path:
         tmp_path / "api",
         {
             "plugin": {"url": plugin.url},
-            "auth": {
-                "oidc": {
-                    "issuer": issuer.url,
-                    "audience": issuer.audience,
-                    "ca_file": str(issuer.ca_file),
-                }
-            },
+            "auth": {"oidc": issuer.oidc_config()},
         },
     )
     try:

@@ -124,13 +124,7 @@ def test_doctor_checks_the_issuer(tmp_path: Path, issuer: Issuer) -> None:
             yaml.safe_dump(
                 {
                     "plugin": {"url": plugin.url},
-                    "auth": {
-                        "oidc": {
-                            "issuer": issuer.url,
-                            "audience": issuer.audience,
-                            "ca_file": str(issuer.ca_file),
-                        }
-                    },
+                    "auth": {"oidc": issuer.oidc_config()},
                 }
             )
         )

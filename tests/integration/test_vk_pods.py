@@ -7,7 +7,8 @@ import asyncio
 import json
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,25 +94,25 @@ class World:
         return [e["reason"] for e in out["items"]]
 
 
-@pytest.fixture
-async def world(k8s: K8sInfo, tmp_path: Path) -> AsyncIterator[World]:
-    node = f"vk-pods-{uuid.uuid4().hex[:6]}"
+@contextmanager
+def bare_node(k8s: K8sInfo, prefix: str) -> Iterator[tuple[str, str]]:
+    """A Node object (no kubelet behind it) and a namespace, removed afterwards: the pod
+    controller alone is under test, pods are bound to the node directly."""
+    node = f"{prefix}-{uuid.uuid4().hex[:6]}"
     ns = f"t-{uuid.uuid4().hex[:6]}"
     kubectl(k8s, "create", "namespace", ns)
-    kubectl(
-        k8s,
-        "create",
-        "-f",
-        "-",
-        input=json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {"name": node, "labels": {"type": "virtual-kubelet"}},
-            }
-        ),
-    )
-    with EmbeddedEdge(state_dir=tmp_path / "edge") as edge:
+    manifest = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}
+    kubectl(k8s, "create", "-f", "-", input=json.dumps(manifest))
+    try:
+        yield node, ns
+    finally:
+        kubectl(k8s, "delete", "namespace", ns, "--wait=false")
+        kubectl(k8s, "delete", "node", node)
+
+
+@pytest.fixture
+async def world(k8s: K8sInfo, tmp_path: Path) -> AsyncIterator[World]:
+    with bare_node(k8s, "vk-pods") as (node, ns), EmbeddedEdge(state_dir=tmp_path / "edge") as edge:
         config = VKConfig(
             node_name=node, edge={"url": edge.url, "token": edge.token}, status_interval_seconds=0.5
         )
@@ -127,8 +128,6 @@ async def world(k8s: K8sInfo, tmp_path: Path) -> AsyncIterator[World]:
                 await asyncio.sleep(1.5)  # let the VK delete remotely before the edge stops
                 stop.set()
                 await asyncio.wait_for(task, 10)
-    kubectl(k8s, "delete", "namespace", ns, "--wait=false")
-    kubectl(k8s, "delete", "node", node)
 
 
 def phase(p: dict[str, Any]) -> str:
@@ -300,16 +299,11 @@ async def test_kubectl_delete_stops_the_remote_job(world: World) -> None:
 
 
 async def test_edge_outage_keeps_last_state_and_work_resumes(k8s: K8sInfo, tmp_path: Path) -> None:
-    node = f"vk-out-{uuid.uuid4().hex[:6]}"
-    ns = f"t-{uuid.uuid4().hex[:6]}"
-    kubectl(k8s, "create", "namespace", ns)
-    kubectl(
-        k8s,
-        "create",
-        "-f",
-        "-",
-        input=json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}),
-    )
+    with bare_node(k8s, "vk-out") as (node, ns):
+        await _outage(k8s, tmp_path, node, ns)
+
+
+async def _outage(k8s: K8sInfo, tmp_path: Path, node: str, ns: str) -> None:
     edge = EmbeddedEdge(state_dir=tmp_path / "edge").start()
     config = VKConfig(
         node_name=node, edge={"url": edge.url, "token": edge.token}, status_interval_seconds=0.5
@@ -344,5 +338,3 @@ async def test_edge_outage_keeps_last_state_and_work_resumes(k8s: K8sInfo, tmp_p
     finally:
         stop.set()
         edge.stop()
-        kubectl(k8s, "delete", "namespace", ns, "--wait=false")
-        kubectl(k8s, "delete", "node", node)
