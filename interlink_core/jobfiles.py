@@ -128,10 +128,6 @@ def waiting(status: JSON, reason: str, message: str = "") -> JSON:
     return status
 
 
-NEVER_STARTED = ("PodInitializing", "not started: an init container failed")
-"""Reason and message of a container that will not start because an init container failed."""
-
-
 def started_or_waiting(status: JSON, started: float | None, waiting_reason: str) -> JSON:
     """A container of a running job: running once its start file is there, else waiting."""
     if started is not None:
@@ -141,26 +137,28 @@ def started_or_waiting(status: JSON, started: float | None, waiting_reason: str)
     return waiting(status, waiting_reason)
 
 
-ContainerStatusFn = Callable[[str, str, bool], JSON]
-"""``(name, waiting reason, never started because an init container failed)`` → status."""
+ContainerStatusFn = Callable[[str, str, str], JSON]
+"""``(name, waiting reason, why it will never start)`` → status; the last is ``""`` unless an
+init container failed, in which case it names that container and its exit code."""
 
 
 def assemble_pod_status(record: JobRecord, container: ContainerStatusFn) -> PodStatus:
     """A pod's status from its containers' statuses: init containers in order (a failed one
     means the containers will never start), then the containers."""
     inits: list[JSON] = []
-    init_failed = False
+    failed = ""
     init_done = True
     for name in record.data.get("init", []):
-        st = container(name, "PodInitializing", False)
+        st = container(name, "PodInitializing", "")
         inits.append(st)
         term = st["state"].get("terminated")
         if term is None:
             init_done = False
-        elif term["exitCode"] != 0:
-            init_failed = True
-    waiting = "ContainerCreating" if init_done and not init_failed else "PodInitializing"
-    mains = [container(name, waiting, init_failed) for name in record.data.get("containers", [])]
+        elif term["exitCode"] != 0 and not failed:
+            failed = f"not started: init container {name!r} failed with exit code "
+            failed += str(term["exitCode"])
+    reason = "ContainerCreating" if init_done and not failed else "PodInitializing"
+    mains = [container(name, reason, failed) for name in record.data.get("containers", [])]
     return PodStatus(
         name=record.name,
         UID=record.uid,

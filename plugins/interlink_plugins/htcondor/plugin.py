@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, ClassVar, cast
 
 from interlink_core.jobfiles import (
-    NEVER_STARTED,
     assemble_pod_status,
     base_status,
     container_files,
@@ -207,7 +206,7 @@ class HTCondorPlugin(Plugin):
         name: str,
         job: Ad | None,
         waiting_reason: str,
-        skip_end: bool = False,
+        never: str = "",
     ) -> JSON:
         cluster = record.job_id
         base = base_status(record, name)
@@ -223,8 +222,8 @@ class HTCondorPlugin(Plugin):
             )
         status = _int(job, "JobStatus")
         if status in TERMINAL:
-            if skip_end:  # never started: an init container failed
-                return waiting(base, *NEVER_STARTED)
+            if never:  # an init container failed
+                return waiting(base, "PodInitializing", never)
             base["state"] = {"terminated": _job_end(cluster, job, started)}
             return base
         if status == IDLE:

@@ -39,6 +39,7 @@ from pydantic import Field, field_validator
 
 from interlink_core.errors import BackendUnavailable, BadRequest
 from interlink_core.jobfiles import (
+    assemble_pod_status,
     base_status,
     container_logs,
     read_float,
@@ -354,41 +355,13 @@ class LocalPlugin(Plugin):
             return recent[1]
         done = read_json(f"{pod_dir}/runner.done")
         lost = not alive and done is None
-        init_names: list[str] = record.data.get("init", [])
-        failed_init: tuple[str, int] | None = None
-        init_ok = True
-        inits = []
-        for name in init_names:
-            st = self._container_status(record, pod_dir, name, lost, "PodInitializing")
-            state = st["state"]
-            if "terminated" in state:
-                code = int(state["terminated"]["exitCode"])
-                if code != 0 and failed_init is None:
-                    failed_init = (name, code)
-            else:
-                init_ok = False
-            inits.append(st)
-        init_ok = init_ok and failed_init is None
-        waiting = "ContainerCreating" if init_ok else "PodInitializing"
-        message = ""
-        if failed_init is not None:
-            message = f"not started: init container {failed_init[0]!r} failed with exit code "
-            message += str(failed_init[1])
-        elif done is not None:
-            message = "not started: the pod was stopped"
-        mains = [
-            self._container_status(record, pod_dir, name, lost, waiting, message)
-            for name in record.data.get("containers", [])
-        ]
-        status = PodStatus(
-            name=record.name,
-            UID=record.uid,
-            namespace=record.namespace,
-            JID=record.job_id,
-            containers=mains,
-            initContainers=inits,
-            podIP=str(record.data.get("ip", "")) or None,
-        )
+        stopped = "not started: the pod was stopped" if done is not None else ""
+
+        def container(name: str, reason: str, never: str) -> JSON:
+            return self._container_status(record, pod_dir, name, lost, reason, never or stopped)
+
+        status = assemble_pod_status(record, container)
+        status.podIP = str(record.data.get("ip", "")) or None
         if done is not None or lost:
             self._final[record.uid] = status
             self._recent.pop(record.uid, None)

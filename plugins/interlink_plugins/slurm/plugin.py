@@ -22,7 +22,6 @@ from pydantic import Field
 
 from interlink_core.errors import BackendUnavailable, BadRequest
 from interlink_core.jobfiles import (
-    NEVER_STARTED,
     assemble_pod_status,
     base_status,
     container_files,
@@ -247,7 +246,7 @@ class SlurmPlugin(Plugin):
         name: str,
         job: JobState | None,
         waiting_reason: str,
-        skip_end: bool = False,
+        never: str = "",
     ) -> JSON:
         base = base_status(record, name)
         started, terminated = container_files(record, name, f"slurm://{record.job_id}/{name}")
@@ -261,8 +260,8 @@ class SlurmPlugin(Plugin):
                 f"SLURM job {record.job_id} is not known to squeue or sacct (yet)",
             )
         if job.state not in ACTIVE:
-            if skip_end:  # never started: an init container failed
-                return waiting(base, *NEVER_STARTED)
+            if never:  # an init container failed
+                return waiting(base, "PodInitializing", never)
             reason, code = JOB_END.get(job.state, ("Error", 1))
             if job.state == "FAILED" and job.exit_code:
                 code = job.exit_code
