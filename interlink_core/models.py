@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     AfterValidator,
@@ -224,8 +224,6 @@ class PingAnswer(WireModel):
         return cls()
 
 
-M = TypeVar("M", bound=WireModel)
-
 POD_STATUS_LIST: TypeAdapter[list[PodStatus]] = TypeAdapter(list[PodStatus])
 POD_LIST: TypeAdapter[list[JSON]] = TypeAdapter(list[Pod])
 POD: TypeAdapter[JSON] = TypeAdapter(Pod)
@@ -239,11 +237,6 @@ def dump(model: WireModel) -> JSON:
         if data.get(name) in (None, "", {}, []):
             data.pop(name, None)
     return data
-
-
-def dump_list(models: list[M]) -> list[JSON]:
-    """The upstream JSON form of a list of models."""
-    return [dump(m) for m in models]
 
 
 def status_list_json(statuses: list[PodStatus]) -> bytes:

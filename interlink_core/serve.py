@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,8 +88,3 @@ def run(app: Any, listen: Listen, log_level: str = "warning") -> None:
             os.umask(old)
     else:
         server.run()
-
-
-def ignore_sigpipe() -> None:
-    """Writing to a closed client must raise, not kill the process."""
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)

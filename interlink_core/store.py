@@ -93,16 +93,6 @@ class JobStore:
         """Every record, oldest first."""
         return [_record(r) for r in self._db.execute("SELECT * FROM jobs ORDER BY created_at")]
 
-    def update_data(self, uid: str, **changes: Any) -> None:
-        """Merge ``changes`` into a record's backend data."""
-        with self.transaction() as db:
-            row = db.execute("SELECT data FROM jobs WHERE uid = ?", (uid,)).fetchone()
-            if row is None:
-                return
-            data = json.loads(row[0])
-            data.update(changes)
-            db.execute("UPDATE jobs SET data = ? WHERE uid = ?", (json.dumps(data), uid))
-
     def remove(self, uid: str) -> None:
         """Forget a pod."""
         with self.transaction() as db:

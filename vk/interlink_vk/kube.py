@@ -7,6 +7,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from kr8s import ServerError
 from kr8s.asyncio import Api
 
 from interlink_core.models import JSON
@@ -15,9 +16,17 @@ log = logging.getLogger("interlink.vk")
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 
 
-def now_rfc3339() -> str:
-    """The current time as Kubernetes writes it."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def now_rfc3339(micro: bool = False) -> str:
+    """The current UTC time, as Kubernetes writes it (``MicroTime`` when ``micro``)."""
+    t = datetime.now(UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
+
+
+def status_code(exc: BaseException) -> int | None:
+    """The HTTP status of a Kubernetes API error (``None`` when it is not one)."""
+    if isinstance(exc, ServerError) and exc.response is not None:
+        return exc.response.status_code
+    return None
 
 
 class Kube:
@@ -58,12 +67,10 @@ class Kube:
 
     async def get(self, kind: str, namespace: str, name: str) -> JSON | None:
         """A namespaced core object, or ``None`` if it does not exist."""
-        from kr8s import ServerError
-
         try:
             return await self.call("GET", f"{kind}/{name}", namespace=namespace)
         except ServerError as exc:
-            if exc.response is not None and exc.response.status_code == 404:
+            if status_code(exc) == 404:
                 return None
             raise
 
@@ -77,8 +84,6 @@ class Kube:
 
     async def delete_pod_now(self, pod: JSON) -> None:
         """Remove a pod for good (grace period 0, only this very pod: UID precondition)."""
-        from kr8s import ServerError
-
         meta = pod["metadata"]
         body = {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}
         try:
@@ -86,7 +91,7 @@ class Kube:
                 "DELETE", f"pods/{meta['name']}", namespace=meta["namespace"], body=body
             )
         except ServerError as exc:
-            if exc.response is None or exc.response.status_code not in (404, 409):
+            if status_code(exc) not in (404, 409):
                 raise
 
     async def event(

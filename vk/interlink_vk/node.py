@@ -18,26 +18,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-import httpx
 from kr8s import ServerError
 
 from interlink_core.client import InterLinkClient
 from interlink_core.models import JSON, PingAnswer
 
 from .config import VK_TAINT_KEY, VKConfig
+from .kube import MERGE_PATCH, Kube, now_rfc3339, status_code
 
 log = logging.getLogger(__name__)
 
 LEASE_NAMESPACE = "kube-node-lease"
+LEASE_VERSION = "coordination.k8s.io/v1"
 CONNECTIVITY = "InterLinkConnectivity"
-MERGE_PATCH = "application/merge-patch+json"
 K8S_COMPAT_VERSION = "v1.33.13"
 
 try:
@@ -61,21 +59,6 @@ _STEADY_CONDITIONS = (
     ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
     ("NetworkUnavailable", "RouteCreated", "the pods' network is the edge's"),
 )
-
-
-def now_rfc3339(micro: bool = False) -> str:
-    """The current UTC time, as Kubernetes writes it (``MicroTime`` when ``micro``)."""
-    t = datetime.now(UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
-
-
-def status_code(exc: BaseException) -> int | None:
-    """The HTTP status of a Kubernetes API error (``None`` when it is not one)."""
-    if isinstance(exc, ServerError) and exc.response is not None:
-        return exc.response.status_code
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code
-    return None
 
 
 def taint_key(t: JSON) -> tuple[str, str]:
@@ -130,7 +113,7 @@ class NodeController:
         *,
         ping_timeout: float | None = None,
     ) -> None:
-        self.api = api
+        self.kube = Kube(api)
         self.config = config
         self.edge = edge
         self.name = config.node_name
@@ -147,30 +130,10 @@ class NodeController:
         self.registered = False
 
     # -- Kubernetes API ----------------------------------------------------------------------
-    async def _call(
-        self,
-        method: str,
-        url: str,
-        *,
-        version: str = "v1",
-        namespace: str | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-    ) -> JSON:
-        kwargs: dict[str, Any] = {}
-        if body is not None:
-            kwargs["content"] = json.dumps(body).encode()
-            kwargs["headers"] = {"Content-Type": content_type}
-        async with self.api.call_api(
-            method, version=version, namespace=namespace, url=url, **kwargs
-        ) as resp:
-            data = resp.json()
-        return data if isinstance(data, dict) else {}
-
     async def get_node(self) -> JSON | None:
         """The Node object, or ``None`` if it does not exist."""
         try:
-            return await self._call("GET", f"nodes/{self.name}")
+            return await self.kube.call("GET", f"nodes/{self.name}")
         except ServerError as exc:
             if status_code(exc) == 404:
                 return None
@@ -281,7 +244,7 @@ class NodeController:
                 "spec": {"taints": self.taints()},
             }
             try:
-                node = await self._call("POST", "nodes", body=body)
+                node = await self.kube.call("POST", "nodes", body=body)
                 self._managed_taints = {taint_key(t) for t in self.taints()}
                 created = True
             except ServerError as exc:
@@ -313,8 +276,8 @@ class NodeController:
             if merged != current or labels:
                 patch["spec"] = {"taints": merged}
                 try:
-                    node = await self._call(
-                        "PATCH", f"nodes/{self.name}", body=patch, content_type=MERGE_PATCH
+                    node = await self.kube.call(
+                        "PATCH", f"nodes/{self.name}", body=patch, headers=MERGE_PATCH
                     )
                 except ServerError as exc:
                     if status_code(exc) == 409 and attempt < 4:
@@ -327,8 +290,8 @@ class NodeController:
     async def patch_status(self) -> None:
         """Write the node's status (merge patch on the ``status`` subresource)."""
         body = {"status": self.status()}
-        node = await self._call(
-            "PATCH", f"nodes/{self.name}/status", body=body, content_type=MERGE_PATCH
+        node = await self.kube.call(
+            "PATCH", f"nodes/{self.name}/status", body=body, headers=MERGE_PATCH
         )
         self.uid = node.get("metadata", {}).get("uid", self.uid)
         self._announced = set(self.capacity)
@@ -404,23 +367,32 @@ class NodeController:
 
     async def renew_lease(self) -> JSON:
         """Create or renew the node's Lease; the Lease as stored."""
-        api = {"version": "coordination.k8s.io/v1", "namespace": LEASE_NAMESPACE}
         url = f"leases/{self.name}"
         lease = self._lease
         if lease is None:
             try:
-                lease = await self._call("GET", url, **api)
+                lease = await self.kube.call(
+                    "GET", url, version=LEASE_VERSION, namespace=LEASE_NAMESPACE
+                )
             except ServerError as exc:
                 if status_code(exc) != 404:
                     raise
-                self._lease = await self._call("POST", "leases", body=self._lease_body(), **api)
+                self._lease = await self.kube.call(
+                    "POST",
+                    "leases",
+                    body=self._lease_body(),
+                    version=LEASE_VERSION,
+                    namespace=LEASE_NAMESPACE,
+                )
                 return self._lease
         fresh = self._lease_body()
         lease["spec"] = {**lease.get("spec", {}), **fresh["spec"]}
         if self.uid and not lease["metadata"].get("ownerReferences"):
             lease["metadata"]["ownerReferences"] = fresh["metadata"]["ownerReferences"]
         try:
-            self._lease = await self._call("PUT", url, body=lease, **api)
+            self._lease = await self.kube.call(
+                "PUT", url, body=lease, version=LEASE_VERSION, namespace=LEASE_NAMESPACE
+            )
         except ServerError as exc:
             self._lease = None  # re-read it next time (conflict, or deleted)
             if status_code(exc) == 404:

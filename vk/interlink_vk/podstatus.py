@@ -7,10 +7,11 @@ Remote jobs never restart a container, so a container that ended non-zero ends t
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from interlink_core.models import JSON, PodStatus
+
+from .kube import now_rfc3339
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
 _CONTAINER_DEFAULTS: dict[str, Any] = {
@@ -20,10 +21,6 @@ _CONTAINER_DEFAULTS: dict[str, Any] = {
     "restartCount": 0,
     "started": False,
 }
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _state(c: JSON) -> JSON:
@@ -87,7 +84,7 @@ def pod_phase(inits: list[JSON], mains: list[JSON]) -> tuple[str, str]:
 
 def kube_status(pod: JSON, remote: PodStatus, now: str | None = None) -> JSON:
     """The pod's new ``status`` (for a ``pods/status`` patch) from the plugin's answer."""
-    now = now or _now()
+    now = now or now_rfc3339()
     spec = pod.get("spec") or {}
     previous = pod.get("status") or {}
     inits = _complete(remote.initContainers, spec.get("initContainers") or [])
