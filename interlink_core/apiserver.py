@@ -45,6 +45,7 @@ from .models import (
 )
 from .podspec import object_refs
 from .serve import Listen, run
+from .tenancy import TenantRegistry
 
 log = logging.getLogger("interlink.api")
 TENANT_HEADER = "InterLink-Tenant"
@@ -324,7 +325,7 @@ class Edge:
     config: ApiServerConfig
     auth: Authenticator
     plugin: PluginClient
-    registry: Any
+    registry: TenantRegistry
     metrics: Metrics
 
 
@@ -353,7 +354,6 @@ EdgeDep = Annotated[Edge, Depends(get_edge)]
 
 def make_app(config: ApiServerConfig) -> Any:
     """The API server as an ASGI app (FastAPI wrapped in the body-size limit)."""
-    from .tenancy import TenantRegistry
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
