@@ -32,10 +32,16 @@ def _explain(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def build_config(model: type[C], data: dict[str, Any], source: str = "configuration") -> C:
-    """Validate ``data`` as ``model``; a :class:`ConfigError` names every bad key."""
+def build_config(
+    model: type[C],
+    data: dict[str, Any],
+    source: str = "configuration",
+    context: dict[str, Any] | None = None,
+) -> C:
+    """Validate ``data`` as ``model`` (``context`` is handed to its validators); a
+    :class:`ConfigError` names every bad key."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, source)) from None
 

@@ -1,0 +1,80 @@
+"""Plain-JSON calls to the Kubernetes API through kr8s (one client library, no object classes).
+
+Used by the virtual kubelet and by Dask's Kubernetes mode; needs the ``kr8s`` package (extras
+``[vk]`` and ``[dask]``)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from kr8s import ServerError
+from kr8s.asyncio import Api
+
+from .models import JSON
+
+MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+
+
+def now_rfc3339(micro: bool = False) -> str:
+    """The current UTC time, as Kubernetes writes it (``MicroTime`` when ``micro``)."""
+    t = datetime.now(UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(stamp: str) -> datetime:
+    """A Kubernetes ``Time`` or ``MicroTime`` as an aware datetime."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def status_code(exc: BaseException) -> int | None:
+    """The HTTP status of a Kubernetes API error (``None`` when it is not one)."""
+    if isinstance(exc, ServerError) and exc.response is not None:
+        return exc.response.status_code
+    return None
+
+
+class KubeJSON:
+    """Requests to the Kubernetes API as JSON in and JSON out."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    async def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        namespace: str | None = None,
+        version: str = "v1",
+        base: str = "",
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> JSON:
+        """One request; the answer's JSON (``{}`` if none)."""
+        kwargs: dict[str, Any] = {}
+        if body is not None:
+            kwargs["content"] = json.dumps(body)
+            kwargs["headers"] = {"Content-Type": "application/json", **(headers or {})}
+        if params:
+            kwargs["params"] = params
+        async with self.api.call_api(
+            method, version=version, base=base, namespace=namespace, url=url, **kwargs
+        ) as resp:
+            text = resp.text
+        return dict(json.loads(text)) if text.strip() else {}
+
+    async def get(
+        self, kind: str, namespace: str | None, name: str, *, version: str = "v1", base: str = ""
+    ) -> JSON | None:
+        """One object, or ``None`` if it does not exist."""
+        try:
+            return await self.call(
+                "GET", f"{kind}/{name}", namespace=namespace, version=version, base=base
+            )
+        except ServerError as exc:
+            if status_code(exc) == 404:
+                return None
+            raise

@@ -1,0 +1,225 @@
+"""InterLinkCluster in Kubernetes mode, end to end on the test world: worker pods go through
+the real control plane, the virtual kubelet, the API server and the SLURM plugin into the
+real SLURM, and connect back to the scheduler in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from distributed import Client
+
+from interlink_core.errors import ConfigError
+from interlink_dask import InterLinkCluster, WorkerState
+from interlink_vk.config import JOB_ID_ANNOTATION
+from tests.helpers.k8s import K8sInfo
+from tests.helpers.slurm import SlurmInfo
+from tests.helpers.vk import RunningVK, running_vk
+from tests.helpers.world import start_api, start_plugin
+
+pytestmark = pytest.mark.integration
+TOKEN = "dask-k8s-dev-token"
+WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
+
+
+@pytest.fixture
+async def vk(k8s: K8sInfo, slurm: SlurmInfo, tmp_path: Path) -> AsyncIterator[RunningVK]:
+    plugin = start_plugin(
+        tmp_path / "plugin", "slurm", config={"runtime": "host", "partition": slurm.partition}
+    )
+    api = start_api(
+        tmp_path / "api", {"plugin": {"url": plugin.url}, "auth": {"insecure_dev_token": TOKEN}}
+    )
+    try:
+        async with running_vk(
+            k8s, api.url, TOKEN, tmp_path / "vk", "vk-dask", heartbeat_check_seconds=1
+        ) as running:
+            yield running
+    finally:
+        api.stop()
+        plugin.stop()
+
+
+def options(vk: RunningVK, **more: Any) -> dict[str, Any]:
+    return {
+        "kubeconfig": vk.k8s.kubeconfig,
+        "namespace": vk.ns,
+        "node": vk.node,
+        "image": "none",  # SLURM runs the worker on the host (runtime: host)
+        "worker_command": WORKER,
+        "memory": "256MiB",
+        "status_interval": 0.5,
+        "death_timeout": 30,
+        "heartbeat": {"interval": 1, "timeout": 8},
+        **more,
+    }
+
+
+async def until(cond: Callable[[], Any], timeout: float = 120, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if isinstance(last, Awaitable):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"not met in {timeout}s: {what} (last: {last!r})")
+
+
+async def cluster_pods(vk: RunningVK, name: str) -> list[dict[str, Any]]:
+    out = await vk.kubectl(
+        "get", "pods", "-n", vk.ns, "-l", f"interlink.eu/dask-cluster={name}", "-o", "json"
+    )
+    assert out.returncode == 0, out.stderr
+    return list(json.loads(out.stdout)["items"])
+
+
+def live_jobs(ids: set[str]) -> set[str]:
+    """Which of these SLURM jobs are still pending or running."""
+    out = subprocess.run(
+        ["squeue", "-h", "-o", "%i %T", "-t", "PENDING,RUNNING,CONFIGURING,COMPLETING"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {line.split()[0] for line in out.stdout.splitlines()} & ids
+
+
+async def job_ids(vk: RunningVK, name: str) -> set[str]:
+    pods = await cluster_pods(vk, name)
+    return {
+        p["metadata"]["annotations"][JOB_ID_ANNOTATION]
+        for p in pods
+        if JOB_ID_ANNOTATION in (p["metadata"].get("annotations") or {})
+    }
+
+
+async def test_scale_compute_shrink_adapt_logs_and_close_leaves_nothing(vk: RunningVK) -> None:
+    jobs: set[str] = set()
+    async with InterLinkCluster(asynchronous=True, **options(vk)) as cluster:
+        name = cluster.name
+        async with Client(cluster, asynchronous=True) as client:
+            await cluster.scale(8)
+            await client.wait_for_workers(8, timeout=180)
+            total = await client.submit(sum, await client.scatter(list(range(10_000))))
+            assert total == sum(range(10_000))
+            assert sorted(await client.gather(client.map(lambda x: x * 2, range(8)))) == [
+                x * 2 for x in range(8)
+            ]
+            await until(lambda: cluster.worker_state_counts()["connected"] == 8, what="8 conn")
+            jobs = await until(lambda: _jobs_if(vk, name, 8), what="8 jobs")
+            assert len(jobs) == 8 and live_jobs(jobs) == jobs
+
+            await cluster.scale(2)
+            await until(lambda: len(cluster.scheduler_info["workers"]) == 2, what="2 workers")
+            await until(lambda: _count(vk, name, 2), what="2 pods left")
+            await until(lambda: len(live_jobs(jobs)) == 2, what="6 jobs cancelled")
+
+            logs = await cluster.get_logs()
+            pod_logs = {k: v for k, v in logs.items() if k.startswith(name + "-worker-")}
+            assert len(pod_logs) == 2
+            assert all("Registered to" in text for text in pod_logs.values()), pod_logs
+
+            cluster.adapt(minimum=0, maximum=4, interval="500ms", wait_count=2)
+            futures = client.map(lambda x: time.sleep(1) or x, range(40))
+            await until(lambda: len(cluster.scheduler_info["workers"]) >= 3, what="adapt up")
+            assert sum(await client.gather(futures)) == sum(range(40))
+            del futures
+            await until(lambda: not cluster.worker_spec, what="adapt down to 0")
+            jobs |= await job_ids(vk, name)
+    await until(lambda: _count(vk, name, 0), what="no pod left")
+    await until(lambda: not live_jobs(jobs), what="no job left")
+    leases = await vk.kubectl("get", "leases", "-n", vk.ns, "-o", "name")
+    assert f"lease.coordination.k8s.io/{name}" not in leases.stdout
+
+
+async def _jobs_if(vk: RunningVK, name: str, n: int) -> set[str] | None:
+    ids = await job_ids(vk, name)
+    return ids if len(ids) == n else None
+
+
+async def _count(vk: RunningVK, name: str, n: int) -> bool:
+    return len(await cluster_pods(vk, name)) == n
+
+
+async def test_queued_worker_shows_the_batch_reason_then_connects(vk: RunningVK) -> None:
+    opts = options(vk, annotations={"slurm-job.vk.io/flags": "--hold"})
+    async with InterLinkCluster(asynchronous=True, **opts) as cluster:
+        await cluster.scale(1)
+        rows = await until(
+            lambda: [r for r in cluster.worker_states if r.reason == "JobHeldUser"],
+            what="queued with the batch system's reason",
+        )
+        assert rows[0].state == WorkerState.QUEUED
+        assert "queued: 1" in cluster._repr_html_()
+        # adaptive scaling does not ask for more while the job waits in the queue
+        cluster.adapt(minimum=0, maximum=4, interval="300ms")
+        async with Client(cluster, asynchronous=True) as client:
+            futures = client.map(lambda x: x, range(20))
+            await asyncio.sleep(3)
+            assert len(cluster.worker_spec) == 1
+            (job,) = await job_ids(vk, cluster.name)
+            subprocess.run(["scontrol", "release", job], check=True)
+            assert sum(await client.gather(futures)) == sum(range(20))
+
+
+async def test_bad_settings_fail_before_any_pod_or_lease(vk: RunningVK) -> None:
+    with pytest.raises(LookupError, match=f"node: there is no node 'nope'.*{vk.node}"):
+        await InterLinkCluster(asynchronous=True, n_workers=2, **options(vk, node="nope"))
+    with pytest.raises(ConfigError, match="image: a worker image is required"):
+        await InterLinkCluster(asynchronous=True, n_workers=2, **options(vk, image=None))
+    pods = await vk.kubectl("get", "pods,leases", "-n", vk.ns, "-o", "name")
+    assert pods.stdout.strip() == ""
+
+
+CLIENT = textwrap.dedent(
+    """
+    import json, sys, time
+    from distributed import Client
+    from interlink_dask import InterLinkCluster
+    cluster = InterLinkCluster(**json.loads(sys.argv[1]))
+    cluster.scale(2)
+    Client(cluster).wait_for_workers(2, timeout=180)
+    print(cluster.name, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+async def test_kill_9_of_the_client_removes_pods_and_jobs(vk: RunningVK, tmp_path: Path) -> None:
+    opts = {**options(vk), "kubeconfig": str(vk.k8s.kubeconfig)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLIENT, json.dumps(opts)],
+        stdout=subprocess.PIPE,
+        stderr=(tmp_path / "client.log").open("wb"),
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path.cwd())},
+    )
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 240)  # type: ignore[union-attr]
+        name = line.strip()
+        assert name, (tmp_path / "client.log").read_text()[-3000:]
+        jobs = await job_ids(vk, name)
+        assert len(jobs) == 2 and live_jobs(jobs) == jobs
+        proc.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        # heartbeat timeout 8 s + the VK's check every 1 s + deletion
+        await until(lambda: _count(vk, name, 0), 30, "pods reaped")
+        await until(lambda: not live_jobs(jobs), 30, "jobs cancelled")
+        assert time.monotonic() - killed < 30
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
