@@ -1,5 +1,6 @@
-"""``interlink demo``: start an edge on this machine, submit a pod, watch it go
-pending → running → succeeded, print its logs, clean up. Needs nothing but ``pip install``."""
+"""``interlink demo``: the Dask demo (found through the ``interlink.demos`` entry point, in
+``interlink_dask``); ``interlink demo --pod``: start an edge on this machine, submit a pod,
+watch it go pending → running → succeeded, print its logs, clean up (needs only ``[edge]``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import tempfile
 import time
 import uuid
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -123,13 +125,38 @@ async def run_demo(state_dir: Path, out: Any = sys.stdout) -> int:
 
 def register_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``interlink demo``."""
-    p = sub.add_parser("demo", help="run a pod through a local edge and show what happens")
+    p = sub.add_parser(
+        "demo", help="run a Dask cluster (or, with --pod, one pod) through a local edge"
+    )
     p.add_argument("--state-dir", type=Path, help="keep the edge's files here (default: temp)")
+    p.add_argument("--pod", action="store_true", help="the single-pod demo (needs only [edge])")
     p.set_defaults(func=_run)
 
 
+def _pod_demo(state_dir: Path) -> int:
+    return asyncio.run(run_demo(state_dir))
+
+
+def _dask_demo() -> Any:
+    """The Dask demo's ``run(state_dir)``, or ``None`` with the reason printed."""
+    found = [e for e in entry_points(group="interlink.demos") if e.name == "dask"]
+    try:
+        return found[0].load() if found else None
+    except ImportError as exc:
+        print(
+            f"interlink demo: the Dask demo needs the Python package {exc.name or exc!s}; "
+            "install it with: pip install 'interlink[edge,dask]' "
+            "(or run the single-pod demo: interlink demo --pod)",
+            file=sys.stderr,
+        )
+        return None
+
+
 def _run(args: argparse.Namespace) -> int:
+    demo = _pod_demo if args.pod else _dask_demo()
+    if demo is None:
+        return 2
     if args.state_dir:
-        return asyncio.run(run_demo(args.state_dir.expanduser()))
+        return int(demo(args.state_dir.expanduser()))
     with tempfile.TemporaryDirectory(prefix="interlink-demo-") as tmp:
-        return asyncio.run(run_demo(Path(tmp)))
+        return int(demo(Path(tmp)))

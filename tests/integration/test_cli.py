@@ -20,8 +20,34 @@ def interlink(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[s
     return subprocess.run([*INTERLINK, *args], capture_output=True, text=True, timeout=timeout)
 
 
-def test_demo_shows_the_pod_lifecycle_and_its_logs(tmp_path: Path) -> None:
-    out = interlink("demo", "--state-dir", str(tmp_path), timeout=180)
+def test_demo_runs_a_dask_cluster_of_four_workers_and_tears_it_down(tmp_path: Path) -> None:
+    out = interlink("demo", "--state-dir", str(tmp_path), timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    order = [
+        text.index(s)
+        for s in (
+            "edge ready",
+            "asked for 4 workers",
+            "workers: 4 connected",
+            "result: ",
+            "worker state table:",
+            "cluster closed",
+            "edge stopped",
+        )
+    ]
+    assert order == sorted(order), text
+    primes = sum(all(k % d for d in range(2, int(k**0.5) + 1)) for k in range(2, 400_000))
+    assert f"result: {primes} primes below 400,000 (16 tasks)" in text  # the computation ran
+    table = text[text.index("worker state table:") :]
+    assert table.count(" connected") == 4, table
+    assert not list((tmp_path / "edge" / "plugin" / "pods").glob("*"))  # no pod left behind
+    for log in (tmp_path / "edge" / "logs").glob("*.log"):
+        assert "Traceback" not in log.read_text(), log.read_text()
+
+
+def test_pod_demo_shows_the_pod_lifecycle_and_its_logs(tmp_path: Path) -> None:
+    out = interlink("demo", "--pod", "--state-dir", str(tmp_path), timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
     order = [

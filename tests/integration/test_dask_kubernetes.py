@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from interlink_vk.config import JOB_ID_ANNOTATION
 from tests.helpers.k8s import K8sInfo
 from tests.helpers.slurm import SlurmInfo
 from tests.helpers.vk import RunningVK, running_vk
-from tests.helpers.world import start_api, start_plugin
+from tests.helpers.world import REPO, start_api, start_plugin
 
 pytestmark = pytest.mark.integration
 TOKEN = "dask-k8s-dev-token"
@@ -223,3 +224,32 @@ async def test_kill_9_of_the_client_removes_pods_and_jobs(vk: RunningVK, tmp_pat
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+async def test_docs_example_runs_on_the_test_world(vk: RunningVK, slurm: SlurmInfo) -> None:
+    """docs/dask.md's first example, with the site's values (node, image, partition, sizes)
+    replaced by the test world's."""
+    code = re.findall(r"```python\n(.*?)```", (REPO / "docs/dask.md").read_text(), re.S)[0]
+    site = options(
+        vk,
+        annotations={"slurm-job.vk.io/flags": f"--partition={slurm.partition} --time=00:10:00"},
+        cpu=2,
+        memory="512MiB",
+    )
+
+    class SiteCluster(InterLinkCluster):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, **site})
+
+    printed: list[str] = []
+    namespace = {"print": lambda *a: printed.append(" ".join(map(str, a)))}
+    code = code.replace("from interlink_dask import InterLinkCluster", "")
+    await asyncio.to_thread(exec, code, {**namespace, "InterLinkCluster": SiteCluster})
+    assert printed[0].startswith("http://")  # the dashboard link
+    assert printed[1].splitlines()[0].split() == ["POD", "STATE", "REASON"]
+    await until(lambda: _none_left(vk), what="no pod or lease left")
+
+
+async def _none_left(vk: RunningVK) -> bool:
+    out = await vk.kubectl("get", "pods,leases", "-n", vk.ns, "-o", "name")
+    return out.returncode == 0 and not out.stdout.strip()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+import re
+from pathlib import Path
 from typing import Any
 
 import dask.config
 import pytest
+import yaml
 
-import interlink_dask  # noqa: F401  (installs the interlink: defaults)
+import interlink_dask
 from interlink_core.errors import ConfigError
 from interlink_dask.config import load_options
 from interlink_dask.pods import HEARTBEAT_ANNOTATION, VK_TAINT_KEY, worker_pod
@@ -188,3 +192,22 @@ def test_adaptive_scale_down_never_retires_a_queued_job_before_a_connected_worke
 def test_adaptive_waits_while_jobs_are_queued() -> None:
     assert hold_scale_up(rows(C, Q))
     assert not hold_scale_up(rows(C, R, S))
+
+
+# -- docs/dask.md ------------------------------------------------------------------------------
+
+
+def yaml_blocks(doc: Path) -> list[Any]:
+    return [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", doc.read_text(), re.S)]
+
+
+def test_docs_yaml_examples_are_valid_configuration() -> None:
+    config, lab = yaml_blocks(Path(__file__).parents[2] / "docs" / "dask.md")
+    with dask.config.set(config):
+        opts = load_options()
+    assert opts.node == "hpc-slurm" and opts.image == "ghcr.io/dask/dask:latest"
+    assert opts.annotations == {"slurm-job.vk.io/flags": "--partition=short --time=02:00:00"}
+    factory = lab["labextension"]["factory"]
+    cls = getattr(importlib.import_module(factory["module"]), factory["class"])
+    assert cls is interlink_dask.InterLinkCluster
+    assert load_options(**factory["kwargs"]).memory == "8GiB"
