@@ -4,6 +4,8 @@ workers are real ``dask worker`` processes started through the wire contract."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -15,6 +17,7 @@ import dask.config
 import pytest
 from distributed import Client
 
+from interlink_core.client import InterLinkClient, static_token
 from interlink_core.errors import BackendUnavailable
 from interlink_dask import InterLinkCluster, WorkerState
 from tests.helpers.world import Service, start_api, start_plugin
@@ -203,3 +206,47 @@ async def test_discovery_entry_point_lists_the_cluster_and_from_name_attaches(
     await cluster.close()  # the owner is gone: nothing left to discover
     with dask.config.set({"interlink.state-dir": str(tmp_path / "dask")}):
         assert await discovered() == []
+
+
+CLIENT = """
+import json, sys, time
+from distributed import Client
+from interlink_dask import InterLinkCluster
+cluster = InterLinkCluster(**json.loads(sys.argv[1]))
+cluster.scale(2)
+Client(cluster).wait_for_workers(2, timeout=120)
+print(json.dumps(list(cluster.backend.pods.values())), flush=True)
+time.sleep(600)
+"""
+
+
+async def test_kill_9_of_the_client_ends_the_workers_after_death_timeout(
+    edge: tuple[Service, Service], tmp_path: Path
+) -> None:
+    opts = options(edge, tmp_path, death_timeout=10)
+    opts["state_dir"] = str(opts["state_dir"])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLIENT, json.dumps(opts)],
+        stdout=subprocess.PIPE,
+        stderr=(tmp_path / "client.log").open("wb"),
+        text=True,
+    )
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 180)  # type: ignore[union-attr]
+        pods = json.loads(line or "null")
+        assert pods, (tmp_path / "client.log").read_text()[-3000:]
+        proc.kill()
+        async with InterLinkClient(edge[0].url, token=static_token(TOKEN)) as api:
+
+            async def all_ended() -> bool:
+                statuses = await api.status_json(pods)
+                states = [c["state"] for s in statuses for c in s["containers"]]
+                return len(states) == 2 and all("terminated" in st for st in states)
+
+            await until(all_ended, timeout=60)  # death-timeout 10 s + slack
+            for pod in pods:
+                await api.delete(pod)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
