@@ -190,16 +190,31 @@ class KubernetesBackend(Backend):
                 log.warning("cannot renew the heartbeat of %s: %s", self.lease_name, exc)
 
     async def _watch(self) -> None:
-        """Refresh as soon as a worker pod changes (the refresh loop is the safety net)."""
+        """Apply each worker pod change as the watch delivers it (the refresh loop's LIST is
+        the safety net): no LIST of all the cluster's pods per event, which made a scale-up
+        of N pods cost ~4-5 N LISTs while the workers start."""
         while True:
             try:
-                async for _event, _obj in self._kube.api.watch(
+                async for event, obj in self._kube.api.watch(
                     "pods", namespace=self.namespace, label_selector=self._selector
                 ):
-                    await self.refresh()
+                    self.apply_event(event, dict(obj.raw))
             except Exception as exc:
                 log.debug("worker pod watch ended (%s); restarting", exc)
             await asyncio.sleep(1)
+
+    def apply_event(self, event: str, pod: JSON) -> None:
+        """Update the view of one pod from a watch event (others, e.g. BOOKMARK, are left to
+        the refresh loop)."""
+        name = (pod.get("metadata") or {}).get("name")
+        if not name or event not in ("ADDED", "MODIFIED", "DELETED"):
+            return
+        views = dict(self.views)
+        if event == "DELETED":
+            views.pop(name, None)
+        else:
+            views[name] = view_of_kube_pod(pod)
+        self.update(views)
 
     @property
     def _selector(self) -> str:

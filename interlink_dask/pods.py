@@ -118,6 +118,9 @@ def worker_pod(
         "kind": "Pod",
         "metadata": metadata,
         "spec": {
+            # A Dask worker never talks to Kubernetes: no service-account token is minted for
+            # it and shipped to the batch site.
+            "automountServiceAccountToken": False,
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 30,
             "containers": [container],

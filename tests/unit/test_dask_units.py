@@ -110,6 +110,7 @@ def test_worker_pod_targets_the_virtual_node_and_carries_the_heartbeat() -> None
     assert meta["ownerReferences"][0]["uid"] == "u-1"
     assert meta["labels"]["interlink.eu/dask-cluster"] == "c1"
     assert spec["restartPolicy"] == "Never"
+    assert spec["automountServiceAccountToken"] is False  # no credential shipped to the site
 
 
 # -- states ------------------------------------------------------------------------------------
