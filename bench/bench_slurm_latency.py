@@ -91,6 +91,33 @@ async def ours_once(plugin: SlurmPlugin) -> float:
     return elapsed
 
 
+def summary(xs: list[float]) -> dict[str, float]:
+    """Median, p95, min and max in milliseconds."""
+    s = sorted(xs)
+    return {
+        "median_ms": statistics.median(s) * 1000,
+        "p95_ms": s[int(0.95 * (len(s) - 1))] * 1000,
+        "min_ms": s[0] * 1000,
+        "max_ms": s[-1] * 1000,
+    }
+
+
+def write_table(r: dict[str, Any], name: str, rows: tuple[tuple[str, str], ...]) -> None:
+    """Write ``r`` to bench/out/<name>.json and print its table (``rows``: key, label)."""
+    out = REPO / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(r, indent=2))
+    print(f"| N={r['n']} | median | p95 | min | max |")
+    print("|---|---|---|---|---|")
+    for key, label in rows:
+        v = r[key]
+        print(
+            f"| {label} | {v['median_ms']:.0f} ms | {v['p95_ms']:.0f} ms | "
+            f"{v['min_ms']:.0f} ms | {v['max_ms']:.0f} ms |"
+        )
+    print(f"ratio of medians: {r['ratio_median']:.2f}")
+
+
 async def bench(root: Path, n: int) -> dict[str, Any]:
     plugin = SlurmPlugin(
         build_config(SlurmPluginConfig, {"state_dir": str(root / "st"), "runtime": "host"})
@@ -107,15 +134,6 @@ async def bench(root: Path, n: int) -> dict[str, Any]:
         await asyncio.sleep(rng.uniform(0, 1))
         ours.append(await ours_once(plugin))
 
-    def summary(xs: list[float]) -> dict[str, float]:
-        s = sorted(xs)
-        return {
-            "median_ms": statistics.median(s) * 1000,
-            "p95_ms": s[int(0.95 * (len(s) - 1))] * 1000,
-            "min_ms": s[0] * 1000,
-            "max_ms": s[-1] * 1000,
-        }
-
     return {
         "n": n,
         "raw": summary(raw),
@@ -130,18 +148,8 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="interlink-lat-") as tmp:
         r = asyncio.run(bench(Path(tmp), args.n))
-    out = REPO / "bench" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "slurm_latency.json").write_text(json.dumps(r, indent=2))
-    print(f"| N={r['n']} | median | p95 | min | max |")
-    print("|---|---|---|---|---|")
-    for key, label in (("raw", "sbatch → RUNNING"), ("ours", "plugin create → running")):
-        v = r[key]
-        print(
-            f"| {label} | {v['median_ms']:.0f} ms | {v['p95_ms']:.0f} ms | "
-            f"{v['min_ms']:.0f} ms | {v['max_ms']:.0f} ms |"
-        )
-    print(f"ratio of medians (ours / raw): {r['ratio_median']:.2f}")
+    rows = (("raw", "sbatch → RUNNING"), ("ours", "plugin create → running"))
+    write_table(r, "slurm_latency", rows)
     return 0
 
 

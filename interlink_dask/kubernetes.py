@@ -15,15 +15,14 @@ from kr8s import ServerError
 
 from interlink_core.kube import KubeJSON, now_rfc3339, parse_time, status_code
 from interlink_core.models import JSON
+from interlink_core.names import HEARTBEAT_LABEL, VK_TYPE_LABEL
 
 from .backend import Backend, ClusterExists, ClusterRecord, log
 from .config import ClusterOptions, holder_identity
 from .pods import (
     CLUSTER_LABEL,
     DASHBOARD_ANNOTATION,
-    HEARTBEAT_LABEL,
     SCHEDULER_ANNOTATION,
-    VK_TYPE_LABEL,
     WORKER_CONTAINER,
     cluster_labels,
     worker_pod,

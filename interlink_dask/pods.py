@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from interlink_core.models import JSON
+from interlink_core.names import (
+    HEARTBEAT_ANNOTATION,
+    VK_TAINT_KEY,
+    VK_TYPE_LABEL,
+)
 
 from .config import ClusterOptions
 
 CLUSTER_LABEL = "interlink.eu/dask-cluster"
-HEARTBEAT_LABEL = "interlink.eu/heartbeat"
-HEARTBEAT_ANNOTATION = "interlink.eu/heartbeat-lease"
 SCHEDULER_ANNOTATION = "interlink.eu/dask-scheduler"
 DASHBOARD_ANNOTATION = "interlink.eu/dask-dashboard"
-# The virtual kubelet's taint and node-type label (see docs/vk.md).
-VK_TAINT_KEY = "virtual-node.interlink/no-schedule"
-VK_TYPE_LABEL = "virtual-node.interlink/type"
 WORKER_CONTAINER = "worker"
 _MI = 1024 * 1024
 

@@ -1,11 +1,14 @@
-"""A whole virtual kubelet (node, pod sync, kubelet API) running in the test's event loop
-against the real control plane, with a cluster admin approving its serving CSR."""
+"""A whole virtual kubelet (node, pod sync, heartbeat reaper, kubelet API) running in the
+test's event loop against the real control plane, with a cluster admin approving its serving
+CSR."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import random
+import socket
 import subprocess
 import time
 import uuid
@@ -18,12 +21,16 @@ from typing import Any
 import kr8s.asyncio
 
 from interlink_core.client import InterLinkClient, Retry, static_token
-from interlink_vk.config import VK_TAINT_KEY, VKConfig
+from interlink_vk.config import VK_TAINT_KEY, EdgeConfig, VKConfig
 from interlink_vk.kube import Kube
 from interlink_vk.kubelet import serve_kubelet
+from interlink_vk.metrics import VKMetrics
 from interlink_vk.node import NodeController
 from interlink_vk.pods import PodController
+from interlink_vk.reaper import HeartbeatReaper
 from tests.helpers.k8s import K8sInfo, kubectl
+from tests.helpers.slurm import SlurmInfo
+from tests.helpers.world import REPO, start_api, start_plugin
 
 
 @dataclass
@@ -35,6 +42,8 @@ class RunningVK:
     ns: str
     ip: str
     port: int
+    metrics: VKMetrics
+    pods: PodController
 
     async def kubectl(
         self, *args: str, input: str | None = None, timeout: float = 60
@@ -111,38 +120,89 @@ async def until_listening(ip: str, port: int, server: asyncio.Task[None]) -> Non
     raise AssertionError(f"the kubelet API never listened on {ip}:{port}")
 
 
+def helm_role_kubeconfig(k8s: K8sInfo, dest: Path) -> Path:
+    """A kubeconfig for the ServiceAccount of the Helm chart's RBAC (helm/interlink-vk/rbac.yaml,
+    applied as it is), so the VK runs with exactly the rights the chart grants."""
+    kubectl(k8s, "create", "namespace", "interlink")  # exists already on a second call
+    out = kubectl(k8s, "apply", "-f", str(REPO / "helm/interlink-vk/rbac.yaml"))
+    assert out.returncode == 0, out.stderr
+    token = kubectl(k8s, "create", "token", "interlink-vk", "-n", "interlink", "--duration=2h")
+    assert token.returncode == 0, token.stderr
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "world",
+                "cluster": {"server": k8s.server, "certificate-authority": str(k8s.ca)},
+            }
+        ],
+        "users": [{"name": "interlink-vk", "user": {"token": token.stdout.strip()}}],
+        "contexts": [{"name": "vk", "context": {"cluster": "world", "user": "interlink-vk"}}],
+        "current-context": "vk",
+    }
+    dest.write_text(json.dumps(config))
+    return dest
+
+
+def host_ip() -> str | None:
+    """This host's address on its default route (not loopback), if it has one: the apiserver
+    proxies ``nodes/<node>/proxy`` only to addresses that are not loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("198.51.100.1", 9))  # no packet is sent: this only picks a route
+        except OSError:
+            return None
+        addr = str(s.getsockname()[0])
+    return None if ipaddress.ip_address(addr).is_loopback else addr
+
+
 @asynccontextmanager
 async def running_vk(
-    k8s: K8sInfo, edge_url: str, token: str, state: Path, prefix: str = "vk"
+    k8s: K8sInfo,
+    edge_url: str,
+    token: str,
+    state: Path,
+    prefix: str = "vk",
+    ip: str | None = None,
+    port: int = 10250,
+    kubeconfig: Path | None = None,
+    **settings: Any,
 ) -> AsyncIterator[RunningVK]:
-    """Node + pod sync + kubelet API for one fresh virtual node, cleaned up afterwards."""
+    """Node + pod sync + reaper + kubelet API for one fresh virtual node, cleaned up afterwards
+    (``settings`` override the VKConfig defaults of the tests). The kubelet API listens on a
+    loopback address of its own unless ``ip`` is given; the VK talks to Kubernetes as the
+    admin unless ``kubeconfig`` names another identity."""
     node = f"{prefix}-{uuid.uuid4().hex[:6]}"
     ns = f"t-{uuid.uuid4().hex[:6]}"
-    ip = f"127.0.{random.randint(2, 250)}.{random.randint(2, 250)}"
+    ip = ip or f"127.0.{random.randint(2, 250)}.{random.randint(2, 250)}"
     kubectl(k8s, "create", "namespace", ns)
     config = VKConfig(
         node_name=node,
-        edge={"url": edge_url, "token": token},
+        edge=EdgeConfig(url=edge_url, token=token),
         internal_ip=ip,
-        kubelet_port=10250,
-        status_interval_seconds=0.5,
-        ping_interval_seconds=1,
+        kubelet_port=port,
         state_dir=state,
+        **{"status_interval_seconds": 0.5, "ping_interval_seconds": 1, **settings},
     )
-    api = await kr8s.asyncio.api(kubeconfig=str(k8s.kubeconfig))
+    api = await kr8s.asyncio.api(kubeconfig=str(kubeconfig or k8s.kubeconfig))
+    metrics = VKMetrics()
     async with InterLinkClient(
         edge_url, token=static_token(token), retry=Retry(attempts=2, base_delay=0.1)
     ) as client:
         stop = asyncio.Event()
+        kube = Kube(api)
+        pods = PodController(kube, config, client, metrics)
         tasks = [
-            asyncio.create_task(NodeController(api, config, client).run(stop)),
-            asyncio.create_task(PodController(Kube(api), config, client).run(stop)),
-            asyncio.create_task(serve_kubelet(config, Kube(api), client, stop, state)),
+            asyncio.create_task(NodeController(api, config, client, metrics=metrics).run(stop)),
+            asyncio.create_task(pods.run(stop)),
+            asyncio.create_task(serve_kubelet(config, kube, client, stop, state, metrics)),
             asyncio.create_task(approve_csr(k8s, node, stop)),
+            asyncio.create_task(HeartbeatReaper(kube, config, pods.snapshot, metrics).run(stop)),
         ]
         try:
-            await until_listening(ip, 10250, tasks[2])
-            yield RunningVK(k8s, node, ns, ip, 10250)
+            await until_listening(ip, port, tasks[2])
+            yield RunningVK(k8s, node, ns, ip, port, metrics, pods)
         finally:
             kubectl(k8s, "delete", "pods", "--all", "-n", ns, "--wait=false")
             await asyncio.sleep(1.5)  # let the VK delete remotely
@@ -151,3 +211,30 @@ async def running_vk(
             kubectl(k8s, "delete", "namespace", ns, "--wait=false")
             kubectl(k8s, "delete", "node", node)
             kubectl(k8s, "delete", "lease", node, "-n", "kube-node-lease")
+
+
+SLURM_EDGE_TOKEN = "slurm-edge-dev-token"
+
+
+@asynccontextmanager
+async def slurm_vk(
+    k8s: K8sInfo, slurm: SlurmInfo, root: Path, prefix: str, **settings: Any
+) -> AsyncIterator[RunningVK]:
+    """A virtual node backed by the real SLURM: the SLURM plugin (``runtime: host``) behind an
+    API server with a development token, and a VK in this event loop (``settings`` as for
+    :func:`running_vk`)."""
+    plugin = start_plugin(
+        root / "plugin", "slurm", config={"runtime": "host", "partition": slurm.partition}
+    )
+    api = start_api(
+        root / "api",
+        {"plugin": {"url": plugin.url}, "auth": {"insecure_dev_token": SLURM_EDGE_TOKEN}},
+    )
+    try:
+        async with running_vk(
+            k8s, api.url, SLURM_EDGE_TOKEN, root / "vk", prefix, **settings
+        ) as running:
+            yield running
+    finally:
+        api.stop()
+        plugin.stop()

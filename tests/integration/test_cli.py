@@ -16,6 +16,12 @@ from tests.helpers.world import INTERLINK, Issuer, free_port, start_plugin, stop
 pytestmark = pytest.mark.integration
 
 
+def assert_in_order(text: str, *phrases: str) -> None:
+    """Each phrase appears in ``text``, in this order."""
+    where = [text.index(p) for p in phrases]
+    assert where == sorted(where), text
+
+
 def interlink(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*INTERLINK, *args], capture_output=True, text=True, timeout=timeout)
 
@@ -24,19 +30,16 @@ def test_demo_runs_a_dask_cluster_of_four_workers_and_tears_it_down(tmp_path: Pa
     out = interlink("demo", "--state-dir", str(tmp_path), timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
-    order = [
-        text.index(s)
-        for s in (
-            "edge ready",
-            "asked for 4 workers",
-            "workers: 4 connected",
-            "result: ",
-            "worker state table:",
-            "cluster closed",
-            "edge stopped",
-        )
-    ]
-    assert order == sorted(order), text
+    assert_in_order(
+        text,
+        "edge ready",
+        "asked for 4 workers",
+        "workers: 4 connected",
+        "result: ",
+        "worker state table:",
+        "cluster closed",
+        "edge stopped",
+    )
     primes = sum(all(k % d for d in range(2, int(k**0.5) + 1)) for k in range(2, 400_000))
     assert f"result: {primes} primes below 400,000 (16 tasks)" in text  # the computation ran
     table = text[text.index("worker state table:") :]
@@ -50,19 +53,16 @@ def test_pod_demo_shows_the_pod_lifecycle_and_its_logs(tmp_path: Path) -> None:
     out = interlink("demo", "--pod", "--state-dir", str(tmp_path), timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
-    order = [
-        text.index(s)
-        for s in (
-            "edge ready",
-            "submitted pod",
-            "pod is Running",
-            "pod is Succeeded",
-            "logs of container compute",
-            "pod deleted",
-            "edge stopped",
-        )
-    ]
-    assert order == sorted(order), text
+    assert_in_order(
+        text,
+        "edge ready",
+        "submitted pod",
+        "pod is Running",
+        "pod is Succeeded",
+        "logs of container compute",
+        "pod deleted",
+        "edge stopped",
+    )
     assert "staging input for interlink-demo" in text  # env from the downward API
     sieve = bytearray([1]) * 30000
     sieve[0:2] = b"\x00\x00"

@@ -13,27 +13,15 @@ import pytest
 from interlink_vk.config import JOB_ID_ANNOTATION
 from tests.helpers.k8s import K8sInfo
 from tests.helpers.slurm import SlurmInfo
-from tests.helpers.vk import RunningVK, running_vk
-from tests.helpers.world import start_api, start_plugin
+from tests.helpers.vk import RunningVK, slurm_vk
 
 pytestmark = pytest.mark.integration
-TOKEN = "e2e-dev-token-123"
 
 
 @pytest.fixture
 async def vk(k8s: K8sInfo, slurm: SlurmInfo, tmp_path: Path) -> AsyncIterator[RunningVK]:
-    plugin = start_plugin(
-        tmp_path / "plugin", "slurm", config={"runtime": "host", "partition": slurm.partition}
-    )
-    api = start_api(
-        tmp_path / "api", {"plugin": {"url": plugin.url}, "auth": {"insecure_dev_token": TOKEN}}
-    )
-    try:
-        async with running_vk(k8s, api.url, TOKEN, tmp_path / "vk", "vk-slurm") as running:
-            yield running
-    finally:
-        api.stop()
-        plugin.stop()
+    async with slurm_vk(k8s, slurm, tmp_path, "vk-slurm") as running:
+        yield running
 
 
 def state(p: dict[str, Any]) -> dict[str, Any]:

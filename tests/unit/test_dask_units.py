@@ -13,8 +13,9 @@ import yaml
 
 import interlink_dask
 from interlink_core.errors import ConfigError
+from interlink_core.names import HEARTBEAT_ANNOTATION, VK_TAINT_KEY
 from interlink_dask.config import load_options
-from interlink_dask.pods import HEARTBEAT_ANNOTATION, VK_TAINT_KEY, worker_pod
+from interlink_dask.pods import worker_pod
 from interlink_dask.scaling import hold_scale_up, pods_to_drop
 from interlink_dask.states import (
     WorkerRow,

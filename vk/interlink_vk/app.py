@@ -1,5 +1,5 @@
-"""``interlink vk --config vk.yaml``: run one virtual node (node + lease + pod sync) until
-SIGTERM/SIGINT."""
+"""``interlink vk --config vk.yaml``: run one virtual node (node + lease + pod sync + heartbeat
+reaper + kubelet API) until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from interlink_core.config import load_config
 from .config import VKConfig
 from .kube import Kube
 from .kubelet import serve_kubelet
+from .metrics import VKMetrics
 from .node import NodeController
 from .pods import PodController
+from .reaper import HeartbeatReaper
 
 log = logging.getLogger("interlink.vk")
 
@@ -39,12 +41,18 @@ async def serve(config: VKConfig) -> None:
         client_cert=cert,
         timeout=e.timeout_seconds,
     ) as edge:
-        node = NodeController(api, config, edge)
-        pods = PodController(Kube(api), config, edge)
+        metrics = VKMetrics()
+        kube = Kube(api)
+        node = NodeController(api, config, edge, metrics=metrics)
+        pods = PodController(kube, config, edge, metrics)
+        reaper = HeartbeatReaper(kube, config, pods.snapshot, metrics)
         log.info("virtual node %s: edge %s", config.node_name, e.url)
         state = config.state_dir.expanduser() / config.node_name
         await asyncio.gather(
-            node.run(stop), pods.run(stop), serve_kubelet(config, Kube(api), edge, stop, state)
+            node.run(stop),
+            pods.run(stop),
+            reaper.run(stop),
+            serve_kubelet(config, kube, edge, stop, state, metrics),
         )
 
 

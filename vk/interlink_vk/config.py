@@ -9,10 +9,22 @@ from pydantic import Field, model_validator
 
 from interlink_core.client import ClientCredentials, TokenSource, static_token, token_file
 from interlink_core.config import StrictModel
+from interlink_core.names import (
+    HEARTBEAT_ANNOTATION,
+    HEARTBEAT_LABEL,
+    JOB_ID_ANNOTATION,
+    VK_TAINT_KEY,
+)
 
-VK_TAINT_KEY = "virtual-node.interlink/no-schedule"
-JOB_ID_ANNOTATION = "interlink.eu/job-id"
 UPSTREAM_JOB_ID_ANNOTATION = "JobID"
+__all__ = [
+    "HEARTBEAT_ANNOTATION",
+    "HEARTBEAT_LABEL",
+    "JOB_ID_ANNOTATION",
+    "UPSTREAM_JOB_ID_ANNOTATION",
+    "VK_TAINT_KEY",
+    "VKConfig",
+]
 
 
 class OIDCClient(StrictModel):
@@ -113,7 +125,19 @@ class VKConfig(StrictModel):
         default=Path("~/.local/state/interlink/vk"),
         description="Where the VK keeps its serving certificate.",
     )
-    status_interval_seconds: float = Field(default=5.0, gt=0)
+    status_interval_seconds: float = Field(
+        default=5.0, gt=0, description="One status call for all non-terminal pods this often."
+    )
+    pending_status_interval_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="One status call for the pods not Running yet this often (while any).",
+    )
+    heartbeat_check_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often pods with an interlink.eu/heartbeat-lease have their Lease checked.",
+    )
     ping_interval_seconds: float = Field(default=10.0, gt=0)
     lease_duration_seconds: int = Field(default=40, ge=10)
     create_concurrency: int = Field(default=16, ge=1)

@@ -1,78 +1,42 @@
-"""Plain-JSON calls to the Kubernetes API through kr8s (one client library, no object classes)."""
+"""The VK's Kubernetes calls: the shared plain-JSON client (``interlink_core.kube``) plus the
+few requests only the VK makes."""
 
 from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import AsyncIterator
 
 from kr8s import ServerError
-from kr8s.asyncio import Api
 
+from interlink_core.kube import MERGE_PATCH, KubeJSON, now_rfc3339, status_code
 from interlink_core.models import JSON
 
+__all__ = ["MERGE_PATCH", "Kube", "now_rfc3339", "status_code"]
+
 log = logging.getLogger("interlink.vk")
-MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 
 
-def now_rfc3339(micro: bool = False) -> str:
-    """The current UTC time, as Kubernetes writes it (``MicroTime`` when ``micro``)."""
-    t = datetime.now(UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
-
-
-def status_code(exc: BaseException) -> int | None:
-    """The HTTP status of a Kubernetes API error (``None`` when it is not one)."""
-    if isinstance(exc, ServerError) and exc.response is not None:
-        return exc.response.status_code
-    return None
-
-
-class Kube:
-    """The few calls the VK makes, as JSON in and JSON out."""
-
-    def __init__(self, api: Api) -> None:
-        self.api = api
-
-    async def call(
-        self,
-        method: str,
-        url: str,
-        *,
-        namespace: str | None = None,
-        version: str = "v1",
-        base: str = "",
-        body: Any = None,
-        headers: dict[str, str] | None = None,
-        params: dict[str, str] | None = None,
-    ) -> JSON:
-        """One request; the answer's JSON (``{}`` if none)."""
-        kwargs: dict[str, Any] = {}
-        if body is not None:
-            kwargs["content"] = json.dumps(body)
-            kwargs["headers"] = {"Content-Type": "application/json", **(headers or {})}
-        if params:
-            kwargs["params"] = params
-        async with self.api.call_api(
-            method, version=version, base=base, namespace=namespace, url=url, **kwargs
-        ) as resp:
-            text = resp.text
-        return dict(json.loads(text)) if text.strip() else {}
+class Kube(KubeJSON):
+    """The calls the VK makes, as JSON in and JSON out."""
 
     async def pods_on_node(self, node: str) -> list[JSON]:
         """Every pod bound to ``node``, in all namespaces (one LIST)."""
         answer = await self.call("GET", "pods", params={"fieldSelector": f"spec.nodeName={node}"})
         return list(answer.get("items") or [])
 
-    async def get(self, kind: str, namespace: str, name: str) -> JSON | None:
-        """A namespaced core object, or ``None`` if it does not exist."""
-        try:
-            return await self.call("GET", f"{kind}/{name}", namespace=namespace)
-        except ServerError as exc:
-            if status_code(exc) == 404:
-                return None
-            raise
+    async def watch_pods_on_node(self, node: str) -> AsyncIterator[tuple[str, JSON]]:
+        """The node's pod events as ``(type, object)`` in plain JSON, until the server ends the
+        watch (kr8s' own watch builds an object per event, which costs more than the VK's
+        whole handling of it)."""
+        params = {"fieldSelector": f"spec.nodeName={node}", "watch": "true"}
+        async with self.api.call_api(
+            "GET", url="pods", params=params, stream=True, timeout=None
+        ) as resp:
+            async for line in resp.aiter_lines():
+                if line.strip():
+                    event = json.loads(line)
+                    yield str(event.get("type", "")), dict(event.get("object") or {})
 
     async def patch_pod(self, pod: JSON, patch: JSON, status: bool = False) -> JSON:
         """Merge-patch a pod (or its ``status`` subresource)."""

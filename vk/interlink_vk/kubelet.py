@@ -1,12 +1,13 @@
 """The kubelet HTTPS API of a virtual node: ``kubectl logs`` (with ``-f``, ``--tail``,
 ``--since``, ``--since-time``, ``--timestamps``, ``--limit-bytes``, ``-c``) reaches the VK through
-the apiserver and is answered from the edge.
+the apiserver and is answered from the edge; ``/metrics`` serves the VK's Prometheus metrics.
 
 Like a real kubelet it lets no one in anonymously: a caller authenticates with a client
 certificate signed by the cluster's client CA (the apiserver's kubelet-client identity) or a
-bearer token checked by TokenReview, and is authorized by SubjectAccessReview (``get`` on
-``nodes/proxy`` of this node, as the kubelet maps ``/containerLogs``). The serving certificate
-is the configured one, or one issued through a ``kubernetes.io/kubelet-serving`` CSR.
+bearer token checked by TokenReview, and is authorized by SubjectAccessReview on this node, with
+the kubelet's own mapping: ``get`` on ``nodes/proxy`` for ``/containerLogs``, on ``nodes/metrics``
+for ``/metrics``. The serving certificate is the configured one, or one issued through a
+``kubernetes.io/kubelet-serving`` CSR.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 
 from interlink_core.client import InterLinkClient, RemoteError
@@ -40,6 +42,7 @@ from interlink_core.serve import PeerCertProtocol
 
 from .config import VKConfig
 from .kube import Kube
+from .metrics import VKMetrics
 
 log = logging.getLogger("interlink.vk.kubelet")
 
@@ -109,6 +112,21 @@ class KubeletAuth:
         )
         return bool((review.get("status") or {}).get("allowed"))
 
+    async def refusal(self, request: Request, subresource: str) -> Response | None:
+        """``None`` if the caller may ``get`` ``nodes/<subresource>``, else the 401/403."""
+        caller = await self.authenticate(request)
+        if caller is None:
+            return JSONResponse({"error": "Unauthorized"}, status_code=401)
+        if not await self.authorized(caller, "get", subresource):
+            return JSONResponse(
+                {
+                    "error": f"Forbidden (user={caller.user}, verb=get, resource=nodes, "
+                    f"subresource={subresource})"
+                },
+                status_code=403,
+            )
+        return None
+
 
 def _int(value: str | None) -> int:
     try:
@@ -117,9 +135,12 @@ def _int(value: str | None) -> int:
         return 0
 
 
-def make_kubelet_app(config: VKConfig, kube: Kube, edge: InterLinkClient) -> FastAPI:
-    """The kubelet API app (``/containerLogs``, ``/healthz``)."""
+def make_kubelet_app(
+    config: VKConfig, kube: Kube, edge: InterLinkClient, metrics: VKMetrics | None = None
+) -> FastAPI:
+    """The kubelet API app (``/containerLogs``, ``/metrics``, ``/healthz``)."""
     auth = KubeletAuth(kube, config.node_name)
+    meter = metrics or VKMetrics()
     app = FastAPI(
         title=f"interLink virtual kubelet {config.node_name}",
         docs_url=None,
@@ -131,21 +152,20 @@ def make_kubelet_app(config: VKConfig, kube: Kube, edge: InterLinkClient) -> Fas
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/metrics")
+    async def prometheus(request: Request) -> Response:
+        refused = await auth.refusal(request, "metrics")
+        if refused is not None:
+            return refused
+        return Response(meter.exposition(), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/containerLogs/{namespace}/{pod}/{container}")
     async def container_logs(
         namespace: str, pod: str, container: str, request: Request
     ) -> Response:
-        caller = await auth.authenticate(request)
-        if caller is None:
-            return JSONResponse({"error": "Unauthorized"}, status_code=401)
-        if not await auth.authorized(caller, "get", "proxy"):
-            return JSONResponse(
-                {
-                    "error": f"Forbidden (user={caller.user}, verb=get, resource=nodes, "
-                    "subresource=proxy)"
-                },
-                status_code=403,
-            )
+        refused = await auth.refusal(request, "proxy")
+        if refused is not None:
+            return refused
         obj = await kube.get("pods", namespace, pod)
         if obj is None or (obj.get("spec") or {}).get("nodeName") != config.node_name:
             return JSONResponse(
@@ -175,9 +195,10 @@ def make_kubelet_app(config: VKConfig, kube: Kube, edge: InterLinkClient) -> Fas
         except ValidationError as exc:
             return JSONResponse({"error": validation_message(exc)}, status_code=400)
         try:
-            if not req.Opts.Follow:
-                return Response(await edge.logs(req), media_type="text/plain")
-            stream = await edge.open_log_stream(req)
+            async with meter.edge_call("logs"):
+                if not req.Opts.Follow:
+                    return Response(await edge.logs(req), media_type="text/plain")
+                stream = await edge.open_log_stream(req)
         except RemoteError as exc:
             return JSONResponse({"error": exc.message}, status_code=exc.status_code)
         except InterLinkError as exc:
@@ -346,6 +367,7 @@ async def serve_kubelet(
     edge: InterLinkClient,
     stop: asyncio.Event,
     state_dir: Path | None = None,
+    metrics: VKMetrics | None = None,
 ) -> None:
     """Serve the kubelet API on ``internal_ip:kubelet_port`` until ``stop``."""
     state = state_dir or Path(tempfile.gettempdir()) / f"interlink-vk-{config.node_name}"
@@ -356,7 +378,7 @@ async def serve_kubelet(
     ca = await client_ca(config, kube, state)
     server = _Server(
         uvicorn.Config(
-            make_kubelet_app(config, kube, edge),
+            make_kubelet_app(config, kube, edge, metrics),
             host=config.internal_ip,
             port=config.kubelet_port,
             ssl_certfile=str(cert),

@@ -27,9 +27,11 @@ from kr8s import ServerError
 
 from interlink_core.client import InterLinkClient
 from interlink_core.models import JSON, PingAnswer
+from interlink_core.names import VK_TYPE_LABEL
 
 from .config import VK_TAINT_KEY, VKConfig
 from .kube import MERGE_PATCH, Kube, now_rfc3339, status_code
+from .metrics import VKMetrics
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 KUBELET_VERSION = f"{K8S_COMPAT_VERSION}-interlink"
 BASE_LABELS = {
-    "virtual-node.interlink/type": "virtual-kubelet",
+    VK_TYPE_LABEL: "virtual-kubelet",
     "kubernetes.io/role": "agent",
     "kubernetes.io/os": "linux",
     "type": "virtual-kubelet",
@@ -112,8 +114,10 @@ class NodeController:
         edge: InterLinkClient,
         *,
         ping_timeout: float | None = None,
+        metrics: VKMetrics | None = None,
     ) -> None:
         self.kube = Kube(api)
+        self.metrics = metrics or VKMetrics()
         self.config = config
         self.edge = edge
         self.name = config.node_name
@@ -300,7 +304,7 @@ class NodeController:
         """Ping the edge and update what we know (capacity, taints, reachability); no
         Kubernetes call. True when the edge's taints changed."""
         try:
-            async with asyncio.timeout(self.ping_timeout):
+            async with self.metrics.edge_call("ping"), asyncio.timeout(self.ping_timeout):
                 answer: PingAnswer = await self.edge.ping()
         except asyncio.CancelledError:
             raise
@@ -309,11 +313,13 @@ class NodeController:
             if self.reachable or msg != self.message:
                 log.warning("interLink edge unreachable: %s", msg)
             self.reachable = False
+            self.metrics.node_ready.set(0)
             self.message = msg
             return False
         if not self.reachable:
             log.info("interLink edge reachable (%s)", answer.status)
         self.reachable = True
+        self.metrics.node_ready.set(1)
         self.message = f"the interLink edge answered the ping: {answer.status}"
         res = answer.resources
         if res is not None:  # the edge's figures over the configured ones

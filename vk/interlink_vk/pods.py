@@ -1,12 +1,18 @@
 """Pod sync: every pod bound to the virtual node goes to the edge, and its remote state comes
 back into ``pods/status``.
 
-The loop is level-triggered: each cycle lists the node's pods (one LIST), creates the new ones
-(bounded concurrency), deletes the ones marked for deletion (remotely first, then for good with
-grace period 0, as a kubelet does) and asks the edge for the status of **all** non-terminal pods
-in **one** call. A watch only wakes the loop early. After a restart the same loop re-adopts the
-pods by their job-id annotation; creates are idempotent per pod UID at the edge, so nothing is
-submitted twice.
+The loop is level-triggered: a cycle lists the node's pods (one LIST) when the pod watch saw a
+change or the full status cycle is due, creates the new ones (bounded concurrency) and deletes the
+ones marked for deletion (remotely first, then for good with grace period 0, as a kubelet does).
+The watch does not wake it for the echo of its own patches, and LISTs caused by watch events are
+spaced by twice the time the last one took, so a burst of changes costs a few LISTs, not one per
+event.
+Every ``status_interval_seconds`` it asks the edge for the status of **all** non-terminal pods in
+**one** call; in between, while some pods are submitted but not Running yet (or are being
+deleted), it asks for the status of just those, again in one call, every
+``pending_status_interval_seconds`` and without a LIST (from the pods last listed, updated with
+the answers of its own patches). After a restart the same loop re-adopts the pods by their job-id
+annotation; creates are idempotent per pod UID at the edge, so nothing is submitted twice.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import asyncio
 import base64
 import contextlib
 import logging
+import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,10 +33,12 @@ from interlink_core.podspec import field_value, object_refs
 
 from .config import JOB_ID_ANNOTATION, UPSTREAM_JOB_ID_ANNOTATION, VKConfig
 from .kube import Kube
+from .metrics import VKMetrics
 from .podstatus import TERMINAL_PHASES, display_status, kube_status
 
 log = logging.getLogger("interlink.vk.pods")
 TOKEN_SECONDS = 3600
+MIN_LIST_SPACING = 0.05  # seconds; coalesces the watch events of a burst
 
 
 def job_id(pod: JSON) -> str:
@@ -41,6 +51,32 @@ def _uid(pod: JSON) -> str:
     return str(pod["metadata"]["uid"])
 
 
+def _phase(pod: JSON) -> str:
+    return str((pod.get("status") or {}).get("phase") or "")
+
+
+def _slim(pod: JSON) -> JSON:
+    """The pod without ``metadata.managedFields`` (a third of a pod's JSON, of no use to the
+    VK or the edge): less memory held, smaller status calls."""
+    pod["metadata"].pop("managedFields", None)
+    return pod
+
+
+def _deleting(pod: JSON) -> bool:
+    return bool(pod["metadata"].get("deletionTimestamp"))
+
+
+def _canonical(value: Any) -> Any:
+    """``value`` without empty members (``None``, ``{}``, ``[]``), which the apiserver adds or
+    drops when it stores a status (``lastState: {}``, ``initContainerStatuses: []``)."""
+    if isinstance(value, dict):
+        kept = {k: _canonical(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v not in (None, {}, [])}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
 def _significant(status: JSON) -> Any:
     """A status without heartbeat-like times, to tell whether a patch is needed."""
     conditions = [
@@ -51,8 +87,8 @@ def _significant(status: JSON) -> Any:
         status.get("reason"),
         status.get("podIP"),
         conditions,
-        status.get("containerStatuses"),
-        status.get("initContainerStatuses"),
+        _canonical(status.get("containerStatuses") or []),
+        _canonical(status.get("initContainerStatuses") or []),
     )
 
 
@@ -63,9 +99,14 @@ class PodController:
     kube: Kube
     config: VKConfig
     edge: InterLinkClient
+    metrics: VKMetrics = field(default_factory=VKMetrics)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _pods: dict[str, JSON] = field(default_factory=dict)  # by UID: last LIST + our patches
     _creating: set[str] = field(default_factory=set)
     _deleting: set[str] = field(default_factory=set)
+    _refused: dict[str, tuple[int, float]] = field(default_factory=dict)  # UID: tries, not before
+    _listed_at: float = 0.0  # loop time of the last LIST
+    _list_spacing: float = 0.0  # least time between LISTs caused by watch events
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _sem: asyncio.Semaphore | None = None
 
@@ -73,19 +114,61 @@ class PodController:
     def node(self) -> str:
         return self.config.node_name
 
+    def snapshot(self) -> list[JSON]:
+        """The node's pods as last listed (fresh within one status interval, or one watch
+        event): other loops of the VK read them instead of listing again."""
+        return list(self._pods.values())
+
+    def tracked(self) -> list[JSON]:
+        """Pods submitted to the edge, not terminal and not being deleted."""
+        return [
+            p
+            for p in self._pods.values()
+            if job_id(p) and not _deleting(p) and _phase(p) not in TERMINAL_PHASES
+        ]
+
+    def pending(self) -> list[JSON]:
+        """Tracked pods that are not Running yet."""
+        return [p for p in self.tracked() if _phase(p) != "Running"]
+
+    def hurry(self) -> bool:
+        """Whether the fast (pending) cycle should run: a pod waits to run or to be deleted."""
+        return bool(self.pending()) or any(_deleting(p) for p in self._pods.values())
+
     async def run(self, stop: asyncio.Event) -> None:
         """Reconcile until ``stop`` is set."""
         self._sem = asyncio.Semaphore(self.config.create_concurrency)
         watcher = asyncio.create_task(self._watch(stop))
+        loop = asyncio.get_running_loop()
+        next_full = next_fast = loop.time()
+        listed = False
         try:
             while not stop.is_set():
+                changed = self.wake.is_set() or not listed
+                now = loop.time()
+                full, fast = now >= next_full, now >= next_fast
+                if changed and not (full or fast):  # a burst of changes: one LIST for many
+                    await asyncio.sleep(max(0.0, self._list_spacing - (now - self._listed_at)))
+                    now = loop.time()
+                self.wake.clear()  # before the cycle: a change during it wakes the next one
                 try:
-                    await self.reconcile()
+                    if changed or full:
+                        await self.sync_pods()
+                        listed = True
+                    if full:
+                        await self.sync_status(self.tracked(), "full")
+                    elif fast:
+                        self._retry_deletes()
+                        await self.sync_status(self.pending(), "pending")
                 except Exception:
                     log.exception("pod sync cycle failed; retrying")
-                self.wake.clear()
+                if full:
+                    next_full = now + self.config.status_interval_seconds
+                if full or fast:
+                    next_fast = now + self.config.pending_status_interval_seconds
+                due = min(next_full, next_fast) if self.hurry() else next_full
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._either(stop), self.config.status_interval_seconds)
+                    await asyncio.wait_for(self._either(stop), max(0.0, due - loop.time()))
         finally:
             watcher.cancel()
             for t in list(self._tasks):
@@ -100,83 +183,120 @@ class PodController:
                 w.cancel()
 
     async def _watch(self, stop: asyncio.Event) -> None:
-        """Wake the loop on any change to the node's pods (reconnecting as needed)."""
+        """Wake the loop on any change to the node's pods (reconnecting as needed), except
+        the echo of a change it made itself (the very version it already holds)."""
         while not stop.is_set():
             try:
-                async for _event, _obj in self.kube.api.watch(
-                    "pods", namespace="all", field_selector=f"spec.nodeName={self.node}"
-                ):
-                    self.wake.set()
+                async for event, obj in self.kube.watch_pods_on_node(self.node):
+                    meta = obj.get("metadata") or {}
+                    held = (self._pods.get(str(meta.get("uid"))) or {}).get("metadata") or {}
+                    if event == "DELETED" or held.get("resourceVersion") != meta.get(
+                        "resourceVersion"
+                    ):
+                        self.wake.set()
             except Exception as exc:
                 log.debug("pod watch ended (%s); restarting", exc)
             await asyncio.sleep(1)
 
-    async def reconcile(self) -> None:
-        """One cycle: create, delete, then one status call for all non-terminal pods."""
+    async def sync_pods(self) -> None:
+        """List the node's pods (one LIST); create the new ones, delete the deleted ones."""
+        t0 = time.monotonic()
         pods = await self.kube.pods_on_node(self.node)
-        tracked: list[JSON] = []
+        self._listed_at = asyncio.get_running_loop().time()
+        # the LIST that a watch event causes waits twice as long as the last one took
+        self._list_spacing = max(MIN_LIST_SPACING, 2 * (time.monotonic() - t0))
+        self._pods = {_uid(p): _slim(p) for p in pods}
+        self._refused = {u: r for u, r in self._refused.items() if u in self._pods}
+        self.metrics.count_pods(pods)
+        self._retry_deletes()
         for pod in pods:
             uid = _uid(pod)
-            phase = (pod.get("status") or {}).get("phase")
-            if pod["metadata"].get("deletionTimestamp"):
-                if uid not in self._deleting:
-                    self._spawn(self._delete(pod), self._deleting, uid)
-            elif phase in TERMINAL_PHASES:
-                continue
-            elif job_id(pod):
-                tracked.append(pod)
-            elif uid not in self._creating:
+            new = not (_deleting(pod) or _phase(pod) in TERMINAL_PHASES or job_id(pod))
+            if new and uid not in self._creating:
                 self._spawn(self._create(pod), self._creating, uid)
-        if tracked:
-            await self._sync_status(tracked)
 
-    def _spawn(self, coro: Any, busy: set[str], uid: str) -> None:
+    def _retry_deletes(self) -> None:
+        """Delete the pods marked for deletion (those the edge refused again after a backoff)."""
+        now = time.monotonic()
+        for uid, pod in list(self._pods.items()):
+            if _deleting(pod) and uid not in self._deleting:
+                if now >= self._refused.get(uid, (0, 0.0))[1]:
+                    self._spawn(self._delete(pod), self._deleting, uid)
+
+    def _backoff(self, uid: str) -> None:
+        """Remember a refused deletion: the next try waits longer, up to the slow interval."""
+        tries = self._refused.get(uid, (0, 0.0))[0] + 1
+        wait = self.config.pending_status_interval_seconds * 2**tries
+        self._refused[uid] = (
+            tries,
+            time.monotonic() + min(wait, self.config.status_interval_seconds),
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, bool], busy: set[str], uid: str) -> None:
+        """Run ``coro`` (bounded concurrency); wake the loop when it completed its work (one
+        that must be retried waits for the next cycle instead of spinning)."""
         busy.add(uid)
 
         async def guarded() -> None:
+            done = False
             try:
                 assert self._sem is not None
                 async with self._sem:
-                    await coro
+                    done = await coro
             except Exception:
                 log.exception("pod %s: operation failed", uid)
             finally:
                 busy.discard(uid)
-                self.wake.set()
+                if done:
+                    self.wake.set()
 
         task = asyncio.create_task(guarded())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _remember(self, pod: JSON) -> None:
+        """Keep the answer of a patch as the pod's latest known state."""
+        if pod.get("metadata", {}).get("uid") in self._pods:
+            self._pods[_uid(pod)] = _slim(pod)
+
     # --- create -------------------------------------------------------------------------------
 
-    async def _create(self, pod: JSON) -> None:
+    async def _create(self, pod: JSON) -> bool:
+        """Submit the pod; False when it must be tried again later."""
         meta = pod["metadata"]
         try:
             request = await self._create_request(pod)
         except _Missing as exc:
             await self.kube.event(pod, "FailedMount", str(exc), self.node, warning=True)
-            return  # retried next cycle, as a kubelet waits for the object to appear
+            return False  # retried next cycle, as a kubelet waits for the object to appear
         try:
-            answer = await self.edge.create(request)
+            async with self.metrics.edge_call("create"):
+                answer = await self.edge.create(request)
         except (RemoteError, InterLinkError) as exc:
             status = getattr(exc, "status_code", 0)
             if status and status < 500:
                 await self._fail(pod, "ProviderFailed", f"the edge refused the pod: {exc}")
-                return
+                return True
             await self.kube.event(pod, "ProviderUnavailable", str(exc), self.node, warning=True)
-            return  # the edge is down: retried next cycle (creates are idempotent per UID)
-        await self.kube.patch_pod(
-            pod, {"metadata": {"annotations": {JOB_ID_ANNOTATION: answer.PodJID}}}
+            return False  # the edge is down: retried next cycle (creates are idempotent per UID)
+        self._remember(
+            await self.kube.patch_pod(
+                pod, {"metadata": {"annotations": {JOB_ID_ANNOTATION: answer.PodJID}}}
+            )
         )
         await self.kube.event(
             pod, "Submitted", f"submitted to the edge as job {answer.PodJID}", self.node
         )
         log.info("pod %s/%s submitted as job %s", meta["namespace"], meta["name"], answer.PodJID)
+        return True
 
     async def _fail(self, pod: JSON, reason: str, message: str) -> None:
-        await self.kube.patch_pod(
-            pod, {"status": {"phase": "Failed", "reason": reason, "message": message}}, status=True
+        self._remember(
+            await self.kube.patch_pod(
+                pod,
+                {"status": {"phase": "Failed", "reason": reason, "message": message}},
+                status=True,
+            )
         )
         await self.kube.event(pod, reason, message, self.node, warning=True)
 
@@ -264,52 +384,81 @@ class PodController:
 
     # --- status -------------------------------------------------------------------------------
 
-    async def _sync_status(self, pods: list[JSON]) -> None:
+    async def sync_status(self, pods: list[JSON], kind: str) -> None:
+        """One status call for ``pods``; their changed statuses patched, with Events."""
+        if not pods:
+            return
+        t0 = time.perf_counter()
         try:
-            remote = await self.edge.status(pods)
+            async with self.metrics.edge_call("status"):
+                remote = await self.edge.status(pods)
         except InterLinkError as exc:
             log.warning("status from the edge failed (%s); pods keep their last state", exc)
             return
         by_uid: dict[str, PodStatus] = {s.UID: s for s in remote}
-        for pod in pods:
-            answer = by_uid.get(_uid(pod))
-            if answer is None:
-                await self._fail(
-                    pod, "ProviderLost", f"the edge no longer knows job {job_id(pod)} of this pod"
-                )
-                continue
-            new = kube_status(pod, answer)
-            old = pod.get("status") or {}
-            if _significant(new) == _significant(old):
-                continue
-            await self.kube.patch_pod(pod, {"status": new}, status=True)
-            before, after = old.get("phase"), new["phase"]
-            if before != after:
-                shown = display_status(new)
-                if after == "Running":
-                    await self.kube.event(pod, "Started", "containers started remotely", self.node)
-                elif after == "Failed":
-                    await self.kube.event(
-                        pod, "Failed", new.get("message", shown), self.node, warning=True
+        sem = asyncio.Semaphore(self.config.create_concurrency)
+
+        async def one(pod: JSON) -> None:
+            if _uid(pod) not in self._pods:
+                return  # deleted meanwhile
+            async with sem:
+                answer = by_uid.get(_uid(pod))
+                try:
+                    if answer is None:
+                        why = f"the edge no longer knows job {job_id(pod)} of this pod"
+                        await self._fail(pod, "ProviderLost", why)
+                    else:
+                        await self._apply(pod, answer)
+                except Exception as exc:  # one pod's patch does not hold up the others
+                    meta = pod["metadata"]
+                    log.warning(
+                        "status of %s/%s not written: %r", meta["namespace"], meta["name"], exc
                     )
-                elif after == "Succeeded":
-                    await self.kube.event(pod, "Completed", "all containers completed", self.node)
+
+        await asyncio.gather(*(one(p) for p in pods))
+        self.metrics.status_cycle.labels(kind).observe(time.perf_counter() - t0)
+        self.metrics.count_pods(self._pods.values())
+
+    async def _apply(self, pod: JSON, answer: PodStatus) -> None:
+        """Patch the pod's status if it changed; an Event on a phase transition."""
+        new = kube_status(pod, answer)
+        old = pod.get("status") or {}
+        if _significant(new) == _significant(old):
+            return
+        self._remember(await self.kube.patch_pod(pod, {"status": new}, status=True))
+        before, after = old.get("phase"), new["phase"]
+        if before == after:
+            return
+        if after == "Running":
+            await self.kube.event(pod, "Started", "containers started remotely", self.node)
+        elif after == "Failed":
+            shown = display_status(new)
+            await self.kube.event(pod, "Failed", new.get("message", shown), self.node, warning=True)
+        elif after == "Succeeded":
+            await self.kube.event(pod, "Completed", "all containers completed", self.node)
 
     # --- delete -------------------------------------------------------------------------------
 
-    async def _delete(self, pod: JSON) -> None:
+    async def _delete(self, pod: JSON) -> bool:
+        """Delete remotely, then for good; False when the edge refused (retried)."""
+        uid = _uid(pod)
         if job_id(pod):
             try:
-                await self.edge.delete(pod)
-            except RemoteError as exc:
-                if exc.status_code != 404:
-                    await self.kube.event(pod, "FailedKilling", str(exc), self.node, warning=True)
-                    return  # retried next cycle
+                async with self.metrics.edge_call("delete"):
+                    await self.edge.delete(pod)
             except InterLinkError as exc:
-                await self.kube.event(pod, "FailedKilling", str(exc), self.node, warning=True)
-                return
+                if not isinstance(exc, RemoteError) or exc.status_code != 404:
+                    if uid not in self._refused:  # one Event, not one per retry
+                        await self.kube.event(
+                            pod, "FailedKilling", str(exc), self.node, warning=True
+                        )
+                    self._backoff(uid)
+                    return False
         await self.kube.delete_pod_now(pod)
+        self._pods.pop(uid, None)
+        self._refused.pop(uid, None)
         log.info("pod %s/%s deleted", pod["metadata"]["namespace"], pod["metadata"]["name"])
+        return True
 
 
 class _Missing(Exception):

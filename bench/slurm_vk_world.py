@@ -1,0 +1,117 @@
+"""The world the SLURM benchmarks run in: the SLURM plugin (``runtime: host``) behind an API
+server, and one ``interlink vk`` process with its default settings on the test world's
+control plane, in a namespace of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.helpers.k8s import K8sInfo, kubectl  # noqa: E402
+from tests.helpers.vk import approve_csr  # noqa: E402
+from tests.helpers.world import Service, start_api, start_plugin, stop  # noqa: E402
+
+TOKEN = "bench-slurm-vk-token"
+
+
+class World:
+    """The SLURM plugin and API server (shared by k8s and direct), one VK process, one
+    namespace."""
+
+    def __init__(self, root: Path, k8s: K8sInfo, partition: str) -> None:
+        self.root = root
+        self.k8s = k8s
+        self.partition = partition
+        self.node = f"bench-{uuid.uuid4().hex[:6]}"
+        self.ns = f"bench-{uuid.uuid4().hex[:6]}"
+        self.ip = f"127.0.{random.randint(2, 250)}.{random.randint(2, 250)}"
+        self.plugin: Service | None = None
+        self.api: Service | None = None
+        self.vk: subprocess.Popen[bytes] | None = None
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.root / "plugin" / "state" / "jobs"
+
+    async def start(self) -> None:
+        self.plugin = start_plugin(
+            self.root / "plugin", "slurm", {"runtime": "host", "partition": self.partition}
+        )
+        self.api = start_api(
+            self.root / "api",
+            {"plugin": {"url": self.plugin.url}, "auth": {"insecure_dev_token": TOKEN}},
+        )
+        kubectl(self.k8s, "create", "namespace", self.ns)
+        cfg = self.root / "vk.yaml"
+        # the VK's defaults for everything that is not where to find things
+        cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "node_name": self.node,
+                    "kubeconfig": str(self.k8s.kubeconfig),
+                    "edge": {"url": self.api.url, "token": TOKEN},
+                    "internal_ip": self.ip,
+                    "state_dir": str(self.root / "vk-state"),
+                }
+            )
+        )
+        self.vk = subprocess.Popen(
+            [sys.executable, "-m", "interlink_core.cli", "vk", "-c", str(cfg)],
+            stdout=(self.root / "vk.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        stop_csr = asyncio.Event()
+        approver = asyncio.create_task(approve_csr(self.k8s, self.node, stop_csr))
+        try:
+            await self._until_ready()
+        finally:  # the serving certificate is signed: no kubectl every 0.5 s during the runs
+            stop_csr.set()
+            await approver
+
+    async def _until_ready(self) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.vk is not None
+            if self.vk.poll() is not None:
+                raise RuntimeError("the VK exited:\n" + (self.root / "vk.log").read_text())
+            out = kubectl(self.k8s, "get", "node", self.node, "-o", "json")
+            if out.returncode == 0:
+                conds = json.loads(out.stdout)["status"].get("conditions") or []
+                ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+                with contextlib.suppress(OSError):
+                    _, writer = await asyncio.open_connection(self.ip, 10250)
+                    writer.close()
+                    if ready:
+                        return
+            await asyncio.sleep(0.5)
+        raise RuntimeError("the VK never became ready:\n" + (self.root / "vk.log").read_text())
+
+    def pids(self) -> dict[str, int]:
+        """Our own processes of the world."""
+        assert self.vk is not None and self.api is not None and self.plugin is not None
+        return {"vk": self.vk.pid, "api": self.api.proc.pid, "plugin": self.plugin.proc.pid}
+
+    def stop(self) -> None:
+        kubectl(self.k8s, "delete", "pods", "--all", "-n", self.ns, "--wait=false")
+        if self.vk is not None:
+            time.sleep(2)  # let the VK delete remotely
+            stop(self.vk)
+        kubectl(self.k8s, "delete", "namespace", self.ns, "--wait=false")
+        kubectl(self.k8s, "delete", "node", self.node)
+        kubectl(self.k8s, "delete", "lease", self.node, "-n", "kube-node-lease")
+        for svc in (self.api, self.plugin):
+            if svc is not None:
+                svc.stop()
