@@ -17,6 +17,7 @@ from .auth import JWKSCache
 from .client import InterLinkClient, PluginClient, RemoteError, Retry, static_token
 from .config import load_config
 from .errors import ConfigError, InterLinkError
+from .names import VK_TYPE_LABEL
 
 
 @dataclass
@@ -46,6 +47,11 @@ def register_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--url", help="API server URL to check, e.g. http://127.0.0.1:3000")
     p.add_argument("--token", help="bearer token to present to the API server")
     p.add_argument("--ca-file", type=Path, help="CA bundle for an HTTPS API server")
+    p.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="check the interLink virtual nodes of this Kubernetes cluster (needs [vk] or [dask])",
+    )
     p.set_defaults(func=lambda a: asyncio.run(diagnose(a)))
 
 
@@ -74,8 +80,12 @@ async def diagnose(args: argparse.Namespace) -> int:
             await jwks.close()
     if args.url:
         await check_api(report, args.url, args.token, args.ca_file)
-    if not (args.config or plugin_url or args.url):
-        report.fail("nothing to check", "give --config, --plugin or --url (see --help)")
+    if args.kubeconfig:
+        await check_nodes(report, args.kubeconfig)
+    if not (args.config or plugin_url or args.url or args.kubeconfig):
+        report.fail(
+            "nothing to check", "give --config, --plugin, --url or --kubeconfig (see --help)"
+        )
     print("all checks passed" if not report.failures else f"{report.failures} check(s) failed")
     return 1 if report.failures else 0
 
@@ -154,3 +164,47 @@ async def check_api(report: Report, url: str, token: str | None, ca_file: Path |
             report.fail(exc.message, "check the URL and the network")
             return
     report.ok(f"token accepted; the API server reaches its plugin ({answer.status})")
+
+
+async def check_nodes(report: Report, kubeconfig: Path) -> None:
+    """Every interLink virtual node of the cluster: Ready, and connected to its edge."""
+    try:
+        import kr8s.asyncio
+
+        from .kube import KubeJSON
+    except ImportError:
+        report.fail(
+            "cannot check virtual nodes: the kr8s package is not installed",
+            "pip install 'interlink[vk]'",
+        )
+        return
+    try:
+        api = await kr8s.asyncio.api(kubeconfig=str(kubeconfig))
+        answer = await KubeJSON(api).call(
+            "GET", "nodes", params={"labelSelector": f"{VK_TYPE_LABEL}=virtual-kubelet"}
+        )
+    except Exception as exc:
+        report.fail(
+            f"cannot list nodes with {kubeconfig}: {exc}",
+            "check the kubeconfig's server and credentials (kubectl get nodes)",
+        )
+        return
+    nodes = answer.get("items") or []
+    if not nodes:
+        report.fail(
+            "no interLink virtual node in this cluster",
+            "start one with interlink vk -c vk.yaml (the test world: tests/world/up)",
+        )
+    for node in nodes:
+        name = node["metadata"]["name"]
+        conds = {c.get("type"): c for c in (node.get("status") or {}).get("conditions") or []}
+        link = conds.get("InterLinkConnectivity") or {}
+        if (conds.get("Ready") or {}).get("status") == "True":
+            report.ok(f"virtual node {name} is Ready ({link.get('message') or 'edge reachable'})")
+        else:
+            why = link.get("message") or (conds.get("Ready") or {}).get("message") or "no status"
+            report.fail(
+                f"virtual node {name} is not Ready: {why}",
+                f"check its VK's log and its edge (interlink doctor --url <edge URL>); "
+                f"kubectl describe node {name}",
+            )
