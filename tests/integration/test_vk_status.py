@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from interlink_core.embedded import EmbeddedEdge
+from interlink_vk.pods import job_id
+from interlink_vk.podstatus import kube_status
 from tests.helpers.k8s import K8sInfo
 from tests.helpers.vk import RunningVK, running_vk
 
@@ -102,6 +104,7 @@ async def test_one_status_call_per_fast_cycle_for_the_pending_pods_only(vk: Runn
         assert (await vk.kubectl("apply", "-f", "-", input=spec)).returncode == 0
     for i in range(5):
         await vk.wait_pod(f"queued-{i}", lambda p: bool(p["status"].get("initContainerStatuses")))
+    await asyncio.sleep(vk.pods.config.fresh_status_seconds)  # past their fresh polling
     sent: list[int] = []
     edge = vk.pods.edge
     real = edge.status
@@ -119,6 +122,52 @@ async def test_one_status_call_per_fast_cycle_for_the_pending_pods_only(vk: Runn
     # one); at most one full cycle (all 6) if the window reached the slow interval
     assert 3 <= sent.count(5) <= 12, sent
     assert set(sent) <= {5, 6} and sent.count(6) <= 1, sent
+
+
+async def test_a_fresh_pod_shows_running_right_after_the_plugin_says_so(
+    k8s: K8sInfo, tmp_path: Path
+) -> None:
+    """A pod submitted a moment ago is polled every ``fresh_status_interval_seconds``: with a
+    5 s pending interval (and a 30 s full one), its Running still appears in the pod within a
+    fraction of a second of the plugin first reporting it (the pending interval alone would
+    leave it up to 5 s)."""
+    with EmbeddedEdge(state_dir=tmp_path / "edge") as edge:
+        async with running_vk(
+            k8s,
+            edge.url,
+            edge.token,
+            tmp_path / "vk",
+            "vk-fresh",
+            status_interval_seconds=SLOW,
+            pending_status_interval_seconds=5.0,
+            fresh_status_interval_seconds=0.1,
+            fresh_status_seconds=4.0,
+        ) as vk:
+            spec = vk.pod_manifest(
+                "fresh",
+                [{"name": "main", "image": "x", "command": ["sleep", "600"]}],
+                initContainers=[{"name": "init", "image": "x", "command": ["sleep", "1.5"]}],
+            )
+            assert (await vk.kubectl("apply", "-f", "-", input=spec)).returncode == 0
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20
+            reported = shown = 0.0
+            while not shown and loop.time() < deadline:
+                await asyncio.sleep(0.02)
+                pod = next(
+                    (p for p in vk.pods.snapshot() if p["metadata"]["name"] == "fresh"), None
+                )
+                if pod is None or not job_id(pod):
+                    continue
+                if phase(pod) == "Running":
+                    shown = loop.time()
+                elif not reported:  # the plugin's own view, asked directly every 20 ms
+                    answer = (await vk.pods.edge.status([pod]))[0]
+                    if kube_status(pod, answer)["phase"] == "Running":
+                        reported = loop.time()
+            assert reported and shown, (reported, shown)
+            assert shown - reported < 0.3, shown - reported
+            print(f"Running in the pod {shown - reported:.3f} s after the plugin reported it")
 
 
 async def test_unchanged_pods_are_not_patched(k8s: K8sInfo, tmp_path: Path) -> None:

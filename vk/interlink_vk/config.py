@@ -133,6 +133,17 @@ class VKConfig(StrictModel):
         gt=0,
         description="One status call for the pods not Running yet this often (while any).",
     )
+    fresh_status_interval_seconds: float = Field(
+        default=0.1,
+        gt=0,
+        description="... this often instead while one of them was submitted less than "
+        "fresh_status_seconds ago (never more often than twice the last status call took).",
+    )
+    fresh_status_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        description="How long after its submission a pod counts as fresh (0: never).",
+    )
     heartbeat_check_seconds: float = Field(
         default=5.0,
         gt=0,

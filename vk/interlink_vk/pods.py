@@ -11,8 +11,12 @@ Every ``status_interval_seconds`` it asks the edge for the status of **all** non
 **one** call; in between, while some pods are submitted but not Running yet (or are being
 deleted), it asks for the status of just those, again in one call, every
 ``pending_status_interval_seconds`` and without a LIST (from the pods last listed, updated with
-the answers of its own patches). After a restart the same loop re-adopts the pods by their job-id
-annotation; creates are idempotent per pod UID at the edge, so nothing is submitted twice.
+the answers of its own patches); every ``fresh_status_interval_seconds`` instead while one of
+them was submitted less than ``fresh_status_seconds`` ago, as most jobs start within a second or
+two of their submission (spaced by twice the time the last status call took, so a burst of
+creates does not queue status calls back to back).
+After a restart the same loop re-adopts the pods by their job-id annotation; creates are
+idempotent per pod UID at the edge, so nothing is submitted twice.
 """
 
 from __future__ import annotations
@@ -107,6 +111,8 @@ class PodController:
     _refused: dict[str, tuple[int, float]] = field(default_factory=dict)  # UID: tries, not before
     _listed_at: float = 0.0  # loop time of the last LIST
     _list_spacing: float = 0.0  # least time between LISTs caused by watch events
+    _fresh: dict[str, float] = field(default_factory=dict)  # UID: loop time of its submission
+    _status_took: float = 0.0  # seconds the last edge status call took
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _sem: asyncio.Semaphore | None = None
 
@@ -135,12 +141,22 @@ class PodController:
         """Whether the fast (pending) cycle should run: a pod waits to run or to be deleted."""
         return bool(self.pending()) or any(_deleting(p) for p in self._pods.values())
 
+    def fast_interval(self, now: float) -> float:
+        """Seconds between pending status cycles: short while a pending pod is fresh."""
+        horizon = now - self.config.fresh_status_seconds
+        self._fresh = {u: t for u, t in self._fresh.items() if t > horizon and u in self._pods}
+        if any(_uid(p) in self._fresh for p in self.pending()):
+            spaced = max(self.config.fresh_status_interval_seconds, 2 * self._status_took)
+            return min(spaced, self.config.pending_status_interval_seconds)
+        return self.config.pending_status_interval_seconds
+
     async def run(self, stop: asyncio.Event) -> None:
         """Reconcile until ``stop`` is set."""
         self._sem = asyncio.Semaphore(self.config.create_concurrency)
         watcher = asyncio.create_task(self._watch(stop))
         loop = asyncio.get_running_loop()
-        next_full = next_fast = loop.time()
+        next_full = last_fast = loop.time()
+        next_fast = last_fast
         listed = False
         try:
             while not stop.is_set():
@@ -165,7 +181,9 @@ class PodController:
                 if full:
                     next_full = now + self.config.status_interval_seconds
                 if full or fast:
-                    next_fast = now + self.config.pending_status_interval_seconds
+                    last_fast = now
+                # after every cycle: a create that completed makes its pod fresh
+                next_fast = last_fast + self.fast_interval(loop.time())
                 due = min(next_full, next_fast) if self.hurry() else next_full
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._either(stop), max(0.0, due - loop.time()))
@@ -284,6 +302,7 @@ class PodController:
                 pod, {"metadata": {"annotations": {JOB_ID_ANNOTATION: answer.PodJID}}}
             )
         )
+        self._fresh[_uid(pod)] = asyncio.get_running_loop().time()
         await self.kube.event(
             pod, "Submitted", f"submitted to the edge as job {answer.PodJID}", self.node
         )
@@ -395,6 +414,8 @@ class PodController:
         except InterLinkError as exc:
             log.warning("status from the edge failed (%s); pods keep their last state", exc)
             return
+        finally:
+            self._status_took = time.perf_counter() - t0
         by_uid: dict[str, PodStatus] = {s.UID: s for s in remote}
         sem = asyncio.Semaphore(self.config.create_concurrency)
 
