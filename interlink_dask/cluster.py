@@ -158,7 +158,8 @@ class InterLinkCluster(SpecCluster):
             attach=_attach, name=name, shutdown_on_close=shutdown_on_close, **options
         )
         self._attach = _attach
-        self.backend = make_backend(self.options)
+        # an attached cluster (from_name) makes no pods: the owner does
+        self.backend: Backend | None = None if _attach else make_backend(self.options)
         self._remote_rows: list[WorkerRow] = []
         self._rows_task: asyncio.Task[None] | None = None
         self.contact_address = ""

@@ -134,12 +134,9 @@ async def test_adapt_scales_up_under_load_and_back_down(cluster: InterLinkCluste
 async def test_from_name_reconnects_and_scales_through_the_owner(
     cluster: InterLinkCluster, edge: tuple[Service, Service], tmp_path: Path
 ) -> None:
+    # attaching needs only the name (and where records are): no edge URL, no image
     attached = await InterLinkCluster.from_name(
-        cluster.name,
-        asynchronous=True,
-        mode="direct",
-        state_dir=tmp_path / "dask",
-        direct={"url": edge[0].url, "token": TOKEN},
+        cluster.name, asynchronous=True, mode="direct", state_dir=tmp_path / "dask"
     )
     assert attached.scheduler_address == cluster.scheduler_address
     await attached.scale(2)
