@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,32 @@ from .errors import BadRequest, NotFound
 from .logs import follow_log, read_log
 from .models import JSON, LogStruct, PodStatus
 from .store import JobRecord
+
+
+@asynccontextmanager
+async def new_pod_dir(root: Path, uid: str) -> AsyncIterator[Path]:
+    """A fresh private directory for a pod's job files (a leftover of a create that crashed
+    before it was recorded is removed first); removed again if the body raises, so a failed
+    submission leaves nothing behind."""
+    pod_dir = root / uid
+    if pod_dir.exists():
+        await asyncio.to_thread(shutil.rmtree, pod_dir, True)
+    pod_dir.mkdir(mode=0o700, parents=True)
+    try:
+        yield pod_dir
+    except BaseException:
+        await asyncio.to_thread(shutil.rmtree, pod_dir, True)
+        raise
+
+
+def write_job_files(pod_dir: Path, files: dict[str, str], executable: Collection[str]) -> None:
+    """Write a job's files under ``pod_dir``: the ``executable`` ones (scripts) mode 0700,
+    the others (volumes, which may hold secrets) 0600."""
+    for rel, content in files.items():
+        path = pod_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        path.chmod(0o700 if rel in executable else 0o600)
 
 
 def rfc3339(t: float) -> str:

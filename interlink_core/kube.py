@@ -6,7 +6,7 @@ Used by the virtual kubelet and by Dask's Kubernetes mode; needs the ``kr8s`` pa
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kr8s import ServerError
@@ -15,6 +15,7 @@ from kr8s.asyncio import Api
 from .models import JSON
 
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+LEASES_API = "coordination.k8s.io/v1"
 
 
 def now_rfc3339(micro: bool = False) -> str:
@@ -24,8 +25,21 @@ def now_rfc3339(micro: bool = False) -> str:
 
 
 def parse_time(stamp: str) -> datetime:
-    """A Kubernetes ``Time`` or ``MicroTime`` as an aware datetime."""
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    """A Kubernetes ``Time`` or ``MicroTime`` (RFC 3339, ``Z``) as an aware datetime."""
+    t = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def lease_expiry(lease: JSON) -> datetime | None:
+    """When a Lease expires: ``renewTime`` (``creationTimestamp`` if never renewed) plus
+    ``leaseDurationSeconds``; ``None`` if it has no duration (it never expires). The one rule
+    the VK's heartbeat reaper and the Lease's holders (Dask clusters) share."""
+    spec = lease.get("spec") or {}
+    duration = spec.get("leaseDurationSeconds")
+    since = spec.get("renewTime") or (lease.get("metadata") or {}).get("creationTimestamp")
+    if duration is None or not since:
+        return None
+    return parse_time(str(since)) + timedelta(seconds=float(duration))
 
 
 def status_code(exc: BaseException) -> int | None:

@@ -408,10 +408,6 @@ class InterLinkCluster(SpecCluster):
         """How many worker pods are in each state."""
         return counts(self.worker_states)
 
-    def pods_in(self, *states: WorkerState) -> list[str]:
-        """The pods that are in one of ``states``."""
-        return [r.pod for r in self.worker_states if r.state in states]
-
     async def retire_candidates(self, n_workers: int, adaptive: bool) -> list[str]:
         """Names of the workers of the pods to remove to drop about ``n_workers`` workers
         (whole pods only; see :mod:`interlink_dask.scaling` for the order)."""

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import kr8s.asyncio
 from kr8s import ServerError
 
-from interlink_core.kube import KubeJSON, now_rfc3339, parse_time, status_code
+from interlink_core.kube import LEASES_API, KubeJSON, lease_expiry, now_rfc3339, status_code
 from interlink_core.models import JSON
 from interlink_core.names import HEARTBEAT_LABEL, VK_TYPE_LABEL
 
@@ -29,17 +29,11 @@ from .pods import (
 )
 from .states import view_of_kube_pod
 
-LEASES = "coordination.k8s.io/v1"
 
-
-def lease_expired(lease: JSON, now: datetime | None = None) -> bool:
-    """Whether the holder stopped renewing ``lease`` (as the virtual kubelet judges it)."""
-    spec = lease.get("spec") or {}
-    stamp = spec.get("renewTime") or lease["metadata"].get("creationTimestamp")
-    if not stamp:
-        return True
-    duration = timedelta(seconds=int(spec.get("leaseDurationSeconds") or 0))
-    return parse_time(stamp) + duration < (now or datetime.now(UTC))
+def lease_expired(lease: JSON) -> bool:
+    """Whether the holder stopped renewing ``lease``, by the rule the VK's reaper applies."""
+    ends = lease_expiry(lease)
+    return ends is not None and ends < datetime.now(UTC)
 
 
 def record_of_lease(lease: JSON) -> ClusterRecord:
@@ -71,7 +65,7 @@ async def kubernetes_records(opts: ClusterOptions) -> list[ClusterRecord]:
         "GET",
         "leases",
         namespace=namespace,
-        version=LEASES,
+        version=LEASES_API,
         params={"labelSelector": f"{CLUSTER_LABEL},{HEARTBEAT_LABEL}=true"},
     )
     return [record_of_lease(x) for x in answer.get("items") or [] if not lease_expired(x)]
@@ -105,7 +99,7 @@ class KubernetesBackend(Backend):
         self.kube, self.namespace = await connect(self.opts)
         self.server = str(self.kube.api.auth.server)
         await self._check_node()
-        lease = await self._kube.get("leases", self.namespace, self.lease_name, version=LEASES)
+        lease = await self._kube.get("leases", self.namespace, self.lease_name, version=LEASES_API)
         if lease is not None:
             if not lease_expired(lease):
                 holder = (lease.get("spec") or {}).get("holderIdentity")
@@ -118,7 +112,7 @@ class KubernetesBackend(Backend):
             await self._delete_lease()
             await self.delete_all()
         self.lease = await self._kube.call(
-            "POST", "leases", namespace=self.namespace, version=LEASES, body=self._lease_body()
+            "POST", "leases", namespace=self.namespace, version=LEASES_API, body=self._lease_body()
         )
 
     async def _check_node(self) -> None:
@@ -147,7 +141,7 @@ class KubernetesBackend(Backend):
 
     def _lease_body(self, scheduler: str = "", dashboard: str = "") -> JSON:
         return {
-            "apiVersion": LEASES,
+            "apiVersion": LEASES_API,
             "kind": "Lease",
             "metadata": {
                 "name": self.lease_name,
@@ -172,7 +166,7 @@ class KubernetesBackend(Backend):
             "PATCH",
             f"leases/{self.lease_name}",
             namespace=self.namespace,
-            version=LEASES,
+            version=LEASES_API,
             body=patch,
             headers={"Content-Type": "application/merge-patch+json"},
         )
@@ -265,7 +259,7 @@ class KubernetesBackend(Backend):
                 "DELETE",
                 f"leases/{self.lease_name}",
                 namespace=self.namespace,
-                version=LEASES,
+                version=LEASES_API,
                 body={"propagationPolicy": "Background"},
             )
         except ServerError as exc:

@@ -20,14 +20,14 @@ import pytest
 
 from interlink_core.client import InterLinkClient, static_token
 from interlink_core.embedded import EmbeddedEdge
+from interlink_core.kube import LEASES_API as LEASES
 from interlink_vk.config import HEARTBEAT_ANNOTATION, HEARTBEAT_LABEL
 from interlink_vk.kube import MERGE_PATCH, Kube
 from tests.helpers.k8s import K8sInfo
-from tests.helpers.vk import RunningVK, helm_role_kubeconfig, running_vk
+from tests.helpers.vk import RunningVK, helm_role_kubeconfig, local_vk
 
 pytestmark = pytest.mark.integration
 
-LEASES = "coordination.k8s.io/v1"
 DURATION = 6
 CHECK = 1.0
 SLACK = 5.0  # a LIST, the remote delete and the final removal, on 2 busy cores
@@ -124,12 +124,9 @@ class Env:
 
 @pytest.fixture
 async def env(k8s: K8sInfo, tmp_path: Path) -> AsyncIterator[Env]:
-    with EmbeddedEdge(state_dir=tmp_path / "edge") as edge:
-        async with running_vk(
-            k8s, edge.url, edge.token, tmp_path / "vk", "vk-reap", heartbeat_check_seconds=CHECK
-        ) as vk:
-            api = await kr8s.asyncio.api(kubeconfig=str(k8s.kubeconfig))
-            yield Env(vk, edge, Kube(api))
+    async with local_vk(k8s, tmp_path, "vk-reap", heartbeat_check_seconds=CHECK) as (vk, edge):
+        api = await kr8s.asyncio.api(kubeconfig=str(k8s.kubeconfig))
+        yield Env(vk, edge, Kube(api))
 
 
 async def test_pods_live_while_renewed_and_go_with_their_remote_jobs(env: Env) -> None:
@@ -199,22 +196,19 @@ async def test_the_helm_role_is_enough_for_the_reaper(k8s: K8sInfo, tmp_path: Pa
     """The VK runs as the chart's ServiceAccount (helm/interlink-vk/rbac.yaml): it reads the
     Lease, records the Event, deletes the pod (remote job first) and the labelled Lease."""
     kubeconfig = helm_role_kubeconfig(k8s, tmp_path / "vk.kubeconfig")
-    with EmbeddedEdge(state_dir=tmp_path / "edge") as edge:
-        async with running_vk(
-            k8s,
-            edge.url,
-            edge.token,
-            tmp_path / "vk",
-            "vk-helm",
-            kubeconfig=kubeconfig,
-            heartbeat_check_seconds=CHECK,
-        ) as vk:
-            api = await kr8s.asyncio.api(kubeconfig=str(k8s.kubeconfig))
-            env = Env(vk, edge, Kube(api))
-            await env.lease("kernel", datetime.now(UTC))
-            await env.pod("w", "kernel")
-            [w] = await env.running("w")
-            await env.gone([w], timeout=DURATION + CHECK + SLACK + 10)
-            assert any(r.startswith("HeartbeatExpired") for r in await env.reasons("w"))
-            assert await env.get_lease("kernel") is None
-            assert sample(vk, "interlink_vk_reaped_pods_total") == 1
+    async with local_vk(
+        k8s,
+        tmp_path,
+        "vk-helm",
+        kubeconfig=kubeconfig,
+        heartbeat_check_seconds=CHECK,
+    ) as (vk, edge):
+        api = await kr8s.asyncio.api(kubeconfig=str(k8s.kubeconfig))
+        env = Env(vk, edge, Kube(api))
+        await env.lease("kernel", datetime.now(UTC))
+        await env.pod("w", "kernel")
+        [w] = await env.running("w")
+        await env.gone([w], timeout=DURATION + CHECK + SLACK + 10)
+        assert any(r.startswith("HeartbeatExpired") for r in await env.reasons("w"))
+        assert await env.get_lease("kernel") is None
+        assert sample(vk, "interlink_vk_reaped_pods_total") == 1

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from interlink_vk.reaper import expiry, parse_time, verdict
+from interlink_core.kube import lease_expiry, parse_time
+from interlink_vk.reaper import verdict
 
 NOW = datetime(2026, 11, 25, 4, 30, 10, tzinfo=UTC)
 
@@ -28,7 +29,7 @@ def test_renewed_lease_expires_duration_after_its_renewal() -> None:
 
 
 def test_unrenewed_lease_counts_from_its_creation() -> None:
-    assert expiry(lease({"leaseDurationSeconds": 6})) == datetime(
+    assert lease_expiry(lease({"leaseDurationSeconds": 6})) == datetime(
         2026, 11, 25, 4, 30, 6, tzinfo=UTC
     )
     assert verdict(lease({"leaseDurationSeconds": 20}), "hb", NOW) is None
@@ -36,4 +37,5 @@ def test_unrenewed_lease_counts_from_its_creation() -> None:
 
 def test_missing_lease_and_lease_without_duration() -> None:
     assert verdict(None, "hb", NOW) == "heartbeat lease hb does not exist"
-    assert expiry(lease({"renewTime": "2026-11-25T04:00:00.000000Z"})) is None  # never expires
+    no_duration = lease({"renewTime": "2026-11-25T04:00:00.000000Z"})
+    assert lease_expiry(no_duration) is None  # never expires

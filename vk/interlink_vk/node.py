@@ -26,6 +26,7 @@ from typing import Any
 from kr8s import ServerError
 
 from interlink_core.client import InterLinkClient
+from interlink_core.kube import LEASES_API
 from interlink_core.models import JSON, PingAnswer
 from interlink_core.names import VK_TYPE_LABEL
 
@@ -36,7 +37,6 @@ from .metrics import VKMetrics
 log = logging.getLogger(__name__)
 
 LEASE_NAMESPACE = "kube-node-lease"
-LEASE_VERSION = "coordination.k8s.io/v1"
 CONNECTIVITY = "InterLinkConnectivity"
 K8S_COMPAT_VERSION = "v1.33.13"
 
@@ -378,7 +378,7 @@ class NodeController:
         if lease is None:
             try:
                 lease = await self.kube.call(
-                    "GET", url, version=LEASE_VERSION, namespace=LEASE_NAMESPACE
+                    "GET", url, version=LEASES_API, namespace=LEASE_NAMESPACE
                 )
             except ServerError as exc:
                 if status_code(exc) != 404:
@@ -387,7 +387,7 @@ class NodeController:
                     "POST",
                     "leases",
                     body=self._lease_body(),
-                    version=LEASE_VERSION,
+                    version=LEASES_API,
                     namespace=LEASE_NAMESPACE,
                 )
                 return self._lease
@@ -397,7 +397,7 @@ class NodeController:
             lease["metadata"]["ownerReferences"] = fresh["metadata"]["ownerReferences"]
         try:
             self._lease = await self.kube.call(
-                "PUT", url, body=lease, version=LEASE_VERSION, namespace=LEASE_NAMESPACE
+                "PUT", url, body=lease, version=LEASES_API, namespace=LEASE_NAMESPACE
             )
         except ServerError as exc:
             self._lease = None  # re-read it next time (conflict, or deleted)

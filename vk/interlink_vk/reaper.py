@@ -18,10 +18,11 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from kr8s import ServerError
 
+from interlink_core.kube import LEASES_API, lease_expiry
 from interlink_core.models import JSON
 
 from .config import HEARTBEAT_ANNOTATION, HEARTBEAT_LABEL, VKConfig
@@ -29,31 +30,14 @@ from .kube import Kube, status_code
 from .metrics import VKMetrics
 
 log = logging.getLogger("interlink.vk.reaper")
-LEASE_VERSION = "coordination.k8s.io/v1"
 CONCURRENCY = 8
-
-
-def parse_time(value: str) -> datetime:
-    """A Kubernetes ``Time`` or ``MicroTime`` (RFC 3339, ``Z``) as an aware datetime."""
-    t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def expiry(lease: JSON) -> datetime | None:
-    """When the Lease expires; ``None`` if it has no duration (it never does)."""
-    spec = lease.get("spec") or {}
-    duration = spec.get("leaseDurationSeconds")
-    since = spec.get("renewTime") or (lease.get("metadata") or {}).get("creationTimestamp")
-    if duration is None or not since:
-        return None
-    return parse_time(str(since)) + timedelta(seconds=float(duration))
 
 
 def verdict(lease: JSON | None, name: str, now: datetime) -> str | None:
     """Why the pods of Lease ``name`` must go (``None``: they stay)."""
     if lease is None:
         return f"heartbeat lease {name} does not exist"
-    ends = expiry(lease)
+    ends = lease_expiry(lease)
     if ends is None or ends >= now:
         return None
     late = (now - ends).total_seconds()
@@ -104,7 +88,7 @@ class HeartbeatReaper:
 
     async def _check_lease(self, ns: str, name: str, pods: list[JSON]) -> int:
         try:
-            lease = await self.kube.get("leases", ns, name, version=LEASE_VERSION)
+            lease = await self.kube.get("leases", ns, name, version=LEASES_API)
         except Exception as exc:  # unknown is not expired: keep the pods
             log.warning("heartbeat lease %s/%s unreadable (%s); its pods are kept", ns, name, exc)
             return 0
@@ -151,7 +135,7 @@ class HeartbeatReaper:
                 "DELETE",
                 f"leases/{meta['name']}",
                 namespace=meta["namespace"],
-                version=LEASE_VERSION,
+                version=LEASES_API,
                 body={
                     "preconditions": {
                         "uid": meta["uid"],
