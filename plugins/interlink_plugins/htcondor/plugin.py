@@ -15,7 +15,6 @@ import asyncio
 import shutil
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, ClassVar, cast
 
 from interlink_core.jobfiles import (
@@ -23,9 +22,11 @@ from interlink_core.jobfiles import (
     base_status,
     container_files,
     container_logs,
+    new_pod_dir,
     rfc3339,
     started_or_waiting,
     waiting,
+    write_job_files,
 )
 from interlink_core.models import (
     JSON,
@@ -99,14 +100,9 @@ class HTCondorPlugin(Plugin):
 
     async def submit(self, data: RetrievedPodData) -> Submitted:
         """Write the pod's files and submit description, then submit it."""
-        uid = checked_uid(data.pod)
-        pod_dir = self.settings.jobs_path / uid
-        if pod_dir.exists():  # leftover of a create that crashed before it was recorded
-            await asyncio.to_thread(shutil.rmtree, pod_dir, True)
-        pod_dir.mkdir(mode=0o700, parents=True)
-        try:
+        async with new_pod_dir(self.settings.jobs_path, checked_uid(data.pod)) as pod_dir:
             plan, files, desc = await asyncio.to_thread(build_submit, data, self.settings, pod_dir)
-            await asyncio.to_thread(self._write, pod_dir, files)
+            await asyncio.to_thread(write_job_files, pod_dir, files, ("job.sh", "launch.sh"))
             if self.settings.transfer:
                 desc["transfer_input_files"] = transfer_inputs(pod_dir)
             (pod_dir / "job.sub").write_text(
@@ -114,20 +110,9 @@ class HTCondorPlugin(Plugin):
             )
             self.calls.submit += 1
             cluster = await asyncio.to_thread(self.schedd.submit, desc)
-        except BaseException:
-            await asyncio.to_thread(shutil.rmtree, pod_dir, True)
-            raise
         rec = record_data(plan, pod_dir)
         rec["transfer"] = self.settings.transfer
         return Submitted(job_id=str(cluster), data=rec)
-
-    @staticmethod
-    def _write(pod_dir: Path, files: dict[str, str]) -> None:
-        for rel, content in files.items():
-            path = pod_dir / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content)
-            path.chmod(0o700 if rel in ("job.sh", "launch.sh") else 0o600)
 
     # --- delete -------------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ import os
 import shutil
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import ClassVar, cast
 
 from pydantic import Field
@@ -26,9 +25,11 @@ from interlink_core.jobfiles import (
     base_status,
     container_files,
     container_logs,
+    new_pod_dir,
     rfc3339,
     started_or_waiting,
     waiting,
+    write_job_files,
 )
 from interlink_core.models import (
     JSON,
@@ -124,14 +125,10 @@ class SlurmPlugin(Plugin):
 
     async def submit(self, data: RetrievedPodData) -> Submitted:
         """Write the pod's files and script, then ``sbatch`` it."""
-        uid = checked_uid(data.pod)
-        pod_dir = self.settings.jobs_path / uid
-        if pod_dir.exists():  # leftover of a create that crashed before it was recorded
-            await asyncio.to_thread(shutil.rmtree, pod_dir, True)
-        pod_dir.mkdir(mode=0o700, parents=True)
-        try:
+        async with new_pod_dir(self.settings.jobs_path, checked_uid(data.pod)) as pod_dir:
             plan, files = await asyncio.to_thread(build_job, data, self.settings, pod_dir)
-            await asyncio.to_thread(self._write, pod_dir, plan.script, files)
+            job_files = {"job.sh": plan.script, **files}
+            await asyncio.to_thread(write_job_files, pod_dir, job_files, ("job.sh",))
             self.calls.sbatch += 1
             rc, out, err = await run(
                 [self.settings.sbatch, "--parsable", *plan.options, str(pod_dir / "job.sh")]
@@ -139,21 +136,7 @@ class SlurmPlugin(Plugin):
             if rc != 0:
                 raise sbatch_error(err)
             job_id = parse_sbatch(out)
-        except BaseException:
-            await asyncio.to_thread(shutil.rmtree, pod_dir, True)
-            raise
         return Submitted(job_id=job_id, data=record_data(plan, pod_dir))
-
-    @staticmethod
-    def _write(pod_dir: Path, script: str, files: dict[str, str]) -> None:
-        script_path = pod_dir / "job.sh"
-        script_path.write_text(script)
-        script_path.chmod(0o700)
-        for rel, content in files.items():
-            path = pod_dir / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content)
-            path.chmod(0o600)
 
     # --- delete -------------------------------------------------------------------------------
 
