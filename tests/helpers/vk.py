@@ -21,6 +21,7 @@ from typing import Any
 import kr8s.asyncio
 
 from interlink_core.client import InterLinkClient, Retry, static_token
+from interlink_core.embedded import EmbeddedEdge
 from interlink_vk.config import VK_TAINT_KEY, EdgeConfig, VKConfig
 from interlink_vk.kube import Kube
 from interlink_vk.kubelet import serve_kubelet
@@ -238,3 +239,15 @@ async def slurm_vk(
     finally:
         api.stop()
         plugin.stop()
+
+
+@asynccontextmanager
+async def local_vk(
+    k8s: K8sInfo, root: Path, prefix: str, **settings: Any
+) -> AsyncIterator[tuple[RunningVK, EmbeddedEdge]]:
+    """A virtual node backed by the ``local`` plugin: an embedded edge (API server + plugin,
+    development token) under ``root/edge`` and a VK in this event loop (``settings`` as for
+    :func:`running_vk`)."""
+    with EmbeddedEdge(state_dir=root / "edge") as edge:
+        async with running_vk(k8s, edge.url, edge.token, root / "vk", prefix, **settings) as vk:
+            yield vk, edge

@@ -14,18 +14,16 @@ from typing import Any
 import httpx
 import pytest
 
-from interlink_core.embedded import EmbeddedEdge
 from tests.helpers.k8s import K8sInfo, kubectl
-from tests.helpers.vk import RunningVK, running_vk
+from tests.helpers.vk import RunningVK, local_vk
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def vk(k8s: K8sInfo, tmp_path: Path) -> AsyncIterator[RunningVK]:
-    with EmbeddedEdge(state_dir=tmp_path / "edge") as edge:
-        async with running_vk(k8s, edge.url, edge.token, tmp_path / "vk", "vk-logs") as running:
-            yield running
+    async with local_vk(k8s, tmp_path, "vk-logs") as (running, _):
+        yield running
 
 
 def pod(vk: RunningVK, name: str, containers: list[dict[str, Any]]) -> str:

@@ -15,9 +15,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from interlink_core.embedded import EmbeddedEdge
 from tests.helpers.k8s import K8sInfo, kubectl
-from tests.helpers.vk import RunningVK, host_ip, running_vk
+from tests.helpers.vk import RunningVK, host_ip, local_vk
 from tests.helpers.world import free_port, need
 
 pytestmark = pytest.mark.integration
@@ -27,11 +26,8 @@ pytestmark = pytest.mark.integration
 async def vk(k8s: K8sInfo, tmp_path: Path) -> AsyncIterator[RunningVK]:
     ip = host_ip()  # the apiserver does not proxy nodes/<node>/proxy to loopback addresses
     need(ip is not None, "no non-loopback address on this host for the kubelet API")
-    with EmbeddedEdge(state_dir=tmp_path / "edge") as edge:
-        async with running_vk(
-            k8s, edge.url, edge.token, tmp_path / "vk", "vk-metrics", ip=ip, port=free_port()
-        ) as running:
-            yield running
+    async with local_vk(k8s, tmp_path, "vk-metrics", ip=ip, port=free_port()) as (running, _):
+        yield running
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

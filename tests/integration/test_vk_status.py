@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 
-from interlink_core.embedded import EmbeddedEdge
 from interlink_vk.pods import job_id
 from interlink_vk.podstatus import kube_status
 from tests.helpers.k8s import K8sInfo
-from tests.helpers.vk import RunningVK, running_vk
+from tests.helpers.vk import RunningVK, local_vk
 
 pytestmark = pytest.mark.integration
 
@@ -28,17 +27,14 @@ INIT_SECONDS = 2.0
 
 @pytest.fixture
 async def vk(k8s: K8sInfo, tmp_path: Path) -> AsyncIterator[RunningVK]:
-    with EmbeddedEdge(state_dir=tmp_path / "edge") as edge:
-        async with running_vk(
-            k8s,
-            edge.url,
-            edge.token,
-            tmp_path / "vk",
-            "vk-fast",
-            status_interval_seconds=SLOW,
-            pending_status_interval_seconds=FAST,
-        ) as running:
-            yield running
+    async with local_vk(
+        k8s,
+        tmp_path,
+        "vk-fast",
+        status_interval_seconds=SLOW,
+        pending_status_interval_seconds=FAST,
+    ) as (running, _):
+        yield running
 
 
 def sample(vk: RunningVK, name: str, **labels: str) -> float:
@@ -131,58 +127,50 @@ async def test_a_fresh_pod_shows_running_right_after_the_plugin_says_so(
     5 s pending interval (and a 30 s full one), its Running still appears in the pod within a
     fraction of a second of the plugin first reporting it (the pending interval alone would
     leave it up to 5 s)."""
-    with EmbeddedEdge(state_dir=tmp_path / "edge") as edge:
-        async with running_vk(
-            k8s,
-            edge.url,
-            edge.token,
-            tmp_path / "vk",
-            "vk-fresh",
-            status_interval_seconds=SLOW,
-            pending_status_interval_seconds=5.0,
-            fresh_status_interval_seconds=0.1,
-            fresh_status_seconds=4.0,
-        ) as vk:
-            spec = vk.pod_manifest(
-                "fresh",
-                [{"name": "main", "image": "x", "command": ["sleep", "600"]}],
-                initContainers=[{"name": "init", "image": "x", "command": ["sleep", "1.5"]}],
-            )
-            assert (await vk.kubectl("apply", "-f", "-", input=spec)).returncode == 0
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 20
-            reported = shown = 0.0
-            while not shown and loop.time() < deadline:
-                await asyncio.sleep(0.02)
-                pod = next(
-                    (p for p in vk.pods.snapshot() if p["metadata"]["name"] == "fresh"), None
-                )
-                if pod is None or not job_id(pod):
-                    continue
-                if phase(pod) == "Running":
-                    shown = loop.time()
-                elif not reported:  # the plugin's own view, asked directly every 20 ms
-                    answer = (await vk.pods.edge.status([pod]))[0]
-                    if kube_status(pod, answer)["phase"] == "Running":
-                        reported = loop.time()
-            assert reported and shown, (reported, shown)
-            assert shown - reported < 0.3, shown - reported
-            print(f"Running in the pod {shown - reported:.3f} s after the plugin reported it")
+    async with local_vk(
+        k8s,
+        tmp_path,
+        "vk-fresh",
+        status_interval_seconds=SLOW,
+        pending_status_interval_seconds=5.0,
+        fresh_status_interval_seconds=0.1,
+        fresh_status_seconds=4.0,
+    ) as (vk, _):
+        spec = vk.pod_manifest(
+            "fresh",
+            [{"name": "main", "image": "x", "command": ["sleep", "600"]}],
+            initContainers=[{"name": "init", "image": "x", "command": ["sleep", "1.5"]}],
+        )
+        assert (await vk.kubectl("apply", "-f", "-", input=spec)).returncode == 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        reported = shown = 0.0
+        while not shown and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+            pod = next((p for p in vk.pods.snapshot() if p["metadata"]["name"] == "fresh"), None)
+            if pod is None or not job_id(pod):
+                continue
+            if phase(pod) == "Running":
+                shown = loop.time()
+            elif not reported:  # the plugin's own view, asked directly every 20 ms
+                answer = (await vk.pods.edge.status([pod]))[0]
+                if kube_status(pod, answer)["phase"] == "Running":
+                    reported = loop.time()
+        assert reported and shown, (reported, shown)
+        assert shown - reported < 0.3, shown - reported
+        print(f"Running in the pod {shown - reported:.3f} s after the plugin reported it")
 
 
 async def test_unchanged_pods_are_not_patched(k8s: K8sInfo, tmp_path: Path) -> None:
     """The apiserver stores a status slightly differently (``lastState: {}`` added, empty lists
     dropped): a steady pod must still not be patched every cycle."""
-    with EmbeddedEdge(state_dir=tmp_path / "edge") as edge:
-        async with running_vk(k8s, edge.url, edge.token, tmp_path / "vk", "vk-steady") as vk:
-            spec = vk.pod_manifest(
-                "steady", [{"name": "w", "image": "x", "command": ["sleep", "600"]}]
-            )
-            assert (await vk.kubectl("apply", "-f", "-", input=spec)).returncode == 0
-            await vk.wait_pod("steady", lambda p: phase(p) == "Running")
-            await asyncio.sleep(1)
-            before = (await vk.pod("steady") or {})["metadata"]["resourceVersion"]
-            cycles = full_cycles(vk)
-            await asyncio.sleep(3)  # about six full status cycles
-            assert full_cycles(vk) > cycles
-            assert (await vk.pod("steady") or {})["metadata"]["resourceVersion"] == before
+    async with local_vk(k8s, tmp_path, "vk-steady") as (vk, _):
+        spec = vk.pod_manifest("steady", [{"name": "w", "image": "x", "command": ["sleep", "600"]}])
+        assert (await vk.kubectl("apply", "-f", "-", input=spec)).returncode == 0
+        await vk.wait_pod("steady", lambda p: phase(p) == "Running")
+        await asyncio.sleep(1)
+        before = (await vk.pod("steady") or {})["metadata"]["resourceVersion"]
+        cycles = full_cycles(vk)
+        await asyncio.sleep(3)  # about six full status cycles
+        assert full_cycles(vk) > cycles
+        assert (await vk.pod("steady") or {})["metadata"]["resourceVersion"] == before
