@@ -7,10 +7,20 @@ Run it with ``interlink api --config api.yaml``; see ``docs/api-server.md`` for 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +34,8 @@ from fastapi.security import HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import Field
+from pydantic import Field, ValidationError
+from starlette.background import BackgroundTask
 
 from . import __version__
 from .auth import AuthConfig, Authenticator, Identity
@@ -33,6 +44,9 @@ from .config import StrictModel, load_config
 from .errors import BackendUnavailable, Forbidden, InterLinkError, NotFound
 from .models import (
     JSON,
+    POD_LIST,
+    STATUS_DIGESTS,
+    STATUS_UIDS,
     CreateStruct,
     LogStruct,
     Pod,
@@ -40,8 +54,12 @@ from .models import (
     PodStatus,
     RetrievedContainer,
     RetrievedPodData,
+    digest_uid,
     dump,
     pod_meta,
+    pod_state,
+    pod_uids,
+    validation_message,
 )
 from .podspec import object_refs
 from .serve import Listen, run
@@ -50,6 +68,11 @@ from .tenancy import TenantRegistry
 log = logging.getLogger("interlink.api")
 TENANT_HEADER = "InterLink-Tenant"
 SUBJECT_HEADER = "InterLink-Subject"
+STATUS_BODY: JSON = {
+    "required": True,
+    "content": {"application/json": {"schema": {**POD_LIST.json_schema(), "title": "Pods"}}},
+}
+"""OpenAPI request body of ``/status`` (read by hand there, so FastAPI cannot derive it)."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -210,11 +233,11 @@ class Observe:
 
 
 class _PodStates:
-    """Collector of ``interlink_api_pods{state}``, counted from the last status answers when
-    Prometheus scrapes (a status call only stores references)."""
+    """Collector of ``interlink_api_pods{state}``: the last known containers of each pod, whose
+    states are counted when Prometheus scrapes (a status call only stores references)."""
 
     def __init__(self) -> None:
-        self.latest: dict[str, list[JSON]] = {}
+        self.latest: dict[str, Sequence[Mapping[str, Any]]] = {}
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         counts = dict.fromkeys(("pending", "running", "succeeded", "failed"), 0)
@@ -259,27 +282,34 @@ class Metrics:
         )
         r.register(self.pods)
 
-    def observe_statuses(self, statuses: list[JSON]) -> None:
-        """Remember each pod's containers from a status answer."""
+    def observe_statuses(self, statuses: Iterable[Mapping[str, Any]]) -> None:
+        """Remember each pod's containers from pod statuses (whole or digests)."""
         latest = self.pods.latest
         for s in statuses:
-            latest[str(s.get("UID", ""))] = s.get("containers") or []
+            latest[digest_uid(s)] = s.get("containers") or []
+
+    async def observe_answer(self, answer: bytes) -> None:
+        """Remember each pod's containers from a plugin's ``/status`` answer."""
+        self.observe_statuses(STATUS_DIGESTS.validate_json(answer))
 
     def forget(self, uid: str) -> None:
         """Drop a deleted pod."""
         self.pods.latest.pop(uid, None)
 
 
-def pod_state(containers: list[JSON]) -> str:
-    """pending / running / succeeded / failed from container states."""
-    states = [c.get("state") or {} for c in containers]
-    if any("terminated" in s and s["terminated"].get("exitCode", 0) != 0 for s in states):
-        return "failed"
-    if states and all("terminated" in s for s in states):
-        return "succeeded"
-    if any("running" in s for s in states):
-        return "running"
-    return "pending"
+def invalid_body(errors: Sequence[Mapping[str, Any]]) -> JSONResponse:
+    """The answer to a body that fails validation: 400 when it is not JSON, else 422; each
+    problem names its field by the dotted path inside the body."""
+    problems = []
+    status = 422
+    for err in errors:
+        if err["type"] == "json_invalid":
+            status = 400
+            problems.append(f"the body is not valid JSON ({err.get('ctx', {}).get('error')})")
+            continue
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        problems.append(f"{loc}: {str(err['msg']).removeprefix('Value error, ')}")
+    return JSONResponse({"error": "; ".join(problems)}, status_code=status)
 
 
 # --- pod → plugin request -----------------------------------------------------------------------
@@ -371,6 +401,7 @@ def make_app(config: ApiServerConfig) -> Any:
             metrics=metrics,
         )
         app.state.edge = edge
+
         try:
             yield
         finally:
@@ -400,17 +431,7 @@ def make_app(config: ApiServerConfig) -> Any:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        status = 422
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"][1:]) or "body"
-            if err["type"] == "json_invalid":
-                status = 400
-                problems.append(f"the body is not valid JSON ({err.get('ctx', {}).get('error')})")
-                continue
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(f"{loc}: {msg}")
-        return JSONResponse({"error": "; ".join(problems)}, status_code=status)
+        return invalid_body([{**err, "loc": err["loc"][1:]} for err in exc.errors()])
 
     def plugin_headers(who: Identity) -> dict[str, str]:
         return {TENANT_HEADER: who.tenant, SUBJECT_HEADER: who.subject}
@@ -469,39 +490,54 @@ def make_app(config: ApiServerConfig) -> Any:
 
     app.add_api_route("/delete", delete, methods=["POST"], include_in_schema=False)
 
-    @app.get("/status", response_model=list[PodStatus], tags=["VK → API server"])
-    async def status(
-        request: Request, pods: Annotated[list[Pod], Body()], who: Caller, edge: EdgeDep
-    ) -> Response:
-        """Statuses of all these pods in one call (pods of other tenants are refused)."""
-        uids = [pod_meta(p)[2] for p in pods]
+    @app.get(
+        "/status",
+        response_model=list[PodStatus],
+        tags=["VK → API server"],
+        openapi_extra={"requestBody": STATUS_BODY},
+    )
+    async def status(request: Request, who: Caller, edge: EdgeDep) -> Response:
+        """Statuses of all these pods in one call (pods of other tenants are refused).
+
+        Thousands of pods travel in one call, so the body is read for the UIDs only and
+        forwarded as it came; the plugin's answer is read for UIDs and states only and passed
+        through as it came (see :func:`~interlink_core.models.pod_uids`)."""
+        body = await request.body()
+        try:
+            uids = pod_uids(body)
+        except ValidationError as exc:
+            return invalid_body(exc.errors())
         owners = owned_or_refuse(edge, who, uids)
-        mine = [p for p, uid in zip(pods, uids, strict=True) if uid in owners]
-        if not mine:
+        if not owners:
             return JSONResponse([])
-        # all pods known: forward the caller's JSON as it came (no re-encoding)
-        body = await request.body() if len(mine) == len(pods) else None
+        if len(owners) < len(uids):  # drop the unknown pods (rare: re-encode the rest)
+            mine = [p for p in json.loads(body) if pod_meta(p)[2] in owners]
+            body = json.dumps(mine).encode()
         resp = await forward(
             request,
             edge.plugin.wire.call(
                 "GET",
                 "/status",
-                mine,
+                None,
                 content=body,
                 session=request.state.session,
                 headers=plugin_headers(who),
             ),
         )
         try:
-            answer = resp.json()
-        except ValueError:
-            answer = None
-        if not isinstance(answer, list):
-            raise BackendUnavailable("the plugin's /status answer is not a JSON list", 502)
-        kept = [s for s in answer if isinstance(s, dict) and s.get("UID") in owners]
+            answered = [digest_uid(s) for s in STATUS_UIDS.validate_json(resp.content)]
+        except ValidationError as exc:
+            raise BackendUnavailable(
+                f"the plugin's /status answer is not a list of pod statuses: "
+                f"{validation_message(exc)}",
+                502,
+            ) from None
+        if all(uid in owners for uid in answered):  # nothing to hide: pass the bytes through
+            # pod states for /metrics are read once the caller has its answer
+            observe = BackgroundTask(metrics.observe_answer, resp.content)
+            return Response(resp.content, media_type="application/json", background=observe)
+        kept = [s for s, uid in zip(resp.json(), answered, strict=True) if uid in owners]
         metrics.observe_statuses(kept)
-        if len(kept) == len(answer):  # nothing to hide: pass the plugin's bytes through
-            return Response(resp.content, media_type="application/json")
         return JSONResponse(kept)
 
     app.add_api_route("/status", status, methods=["POST"], include_in_schema=False)

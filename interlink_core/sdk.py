@@ -46,7 +46,6 @@ from .errors import BadRequest, ConfigError, InterLinkError, NotFound
 from .models import (
     JSON,
     POD,
-    POD_LIST,
     CreateStruct,
     LogStruct,
     PingAnswer,
@@ -54,6 +53,7 @@ from .models import (
     RetrievedPodData,
     dump,
     pod_meta,
+    pod_uids,
     status_list_json,
     validation_message,
 )
@@ -135,10 +135,15 @@ class Plugin(ABC):
         return PingAnswer(status="ok")
 
 
-async def _json_body(request: Request) -> Any:
+async def _body(request: Request) -> bytes:
     raw = await request.body()
     if not raw.strip():
         raise BadRequest("the request body is empty: send JSON")
+    return raw
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await _body(request)
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -218,11 +223,11 @@ def make_plugin_app(plugin: Plugin) -> FastAPI:
     @app.get("/status")
     @app.post("/status")
     async def status(request: Request) -> Response:
-        pods = parse(POD_LIST.validate_python, await _json_body(request))
-        if not pods:
+        uids = parse(pod_uids, await _body(request))  # thousands of pods: read the UIDs only
+        if not uids:
             return JSONResponse(dump(await plugin.ping()))
-        known = plugin.store.many([pod_meta(p)[2] for p in pods])
-        records = [known[pod_meta(p)[2]] for p in pods if pod_meta(p)[2] in known]
+        known = plugin.store.many(uids)
+        records = [known[uid] for uid in uids if uid in known]
         statuses = await plugin.poll(records) if records else []
         return Response(status_list_json(statuses), media_type="application/json")
 

@@ -12,13 +12,17 @@ from pydantic import ValidationError
 from interlink_core.apiserver import retrieved_pod_data
 from interlink_core.models import (
     POD_STATUS_LIST,
+    STATUS_DIGESTS,
     ContainerLogOpts,
     CreateStruct,
     LogStruct,
     PingAnswer,
     PodCreateRequests,
     RetrievedPodData,
+    digest_uid,
     dump,
+    pod_state,
+    pod_uids,
     validation_message,
 )
 
@@ -128,3 +132,48 @@ def test_ping_answers_json_plain_text_and_empty() -> None:
     assert PingAnswer.from_body((GOLDEN / "ping_plain.txt").read_bytes()).status == "ok"
     assert PingAnswer.from_body(b"").status == "ok"
     assert PingAnswer.from_body(b"[]").resources is None
+
+
+# --- reading big /status bodies by their UIDs and states -----------------------------------------
+
+
+def test_pod_uids_reads_a_status_body_and_names_bad_fields() -> None:
+    pod = golden("vk_create_request.json")["pod"]  # type: ignore[index]
+    pods = [pod, {**pod, "metadata": {**pod["metadata"], "uid": "second"}}]
+    assert pod_uids(json.dumps(pods).encode()) == [pod["metadata"]["uid"], "second"]
+    with pytest.raises(ValidationError) as bad:
+        pod_uids(b'[{"metadata": {"name": "a", "namespace": "b"}}]')
+    assert "0: pod.metadata.uid is missing" in validation_message(bad.value)
+    with pytest.raises(ValidationError) as bad:
+        pod_uids(b'{"not": "a list"}')
+    assert "valid array" in validation_message(bad.value)
+    with pytest.raises(ValidationError) as bad:
+        pod_uids(b"[{not json")
+    assert bad.value.errors()[0]["type"] == "json_invalid"
+
+
+def test_status_digests_give_uid_and_state_of_every_status() -> None:
+    answer = golden("status_response.json")
+    assert isinstance(answer, list)
+    digests = STATUS_DIGESTS.validate_json(json.dumps(answer))
+    assert [digest_uid(d) for d in digests] == [s["UID"] for s in answer]
+    assert [pod_state(d.get("containers") or []) for d in digests] == ["running"]
+    # upstream's alias and Go's nulls
+    go = STATUS_DIGESTS.validate_json(b'[{"PodUID": "u1", "containers": null}]')
+    assert digest_uid(go[0]) == "u1" and pod_state(go[0].get("containers") or []) == "pending"
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [
+        ([], "pending"),
+        ([{"waiting": {"reason": "Queued"}}], "pending"),
+        ([{"running": {}}, {"waiting": {}}], "running"),
+        ([{"terminated": {"exitCode": 0}}, {"running": {}}], "running"),
+        ([{"terminated": {"exitCode": 0}}, {"terminated": {"exitCode": 0}}], "succeeded"),
+        ([{"terminated": {"exitCode": 0}}, {"terminated": {"exitCode": 3}}], "failed"),
+        ([{"terminated": {"exitCode": 137}}, {"running": {}}], "failed"),
+    ],
+)
+def test_pod_state_from_container_states(states: list[dict[str, object]], expected: str) -> None:
+    assert pod_state([{"name": f"c{i}", "state": s} for i, s in enumerate(states)]) == expected
