@@ -41,7 +41,7 @@ from . import __version__
 from .auth import AuthConfig, Authenticator, Identity
 from .client import SESSION_HEADER, PluginClient, RemoteError
 from .config import StrictModel, load_config
-from .errors import BackendUnavailable, Forbidden, InterLinkError, NotFound
+from .errors import BackendUnavailable, Forbidden, InterLinkError, NotFound, Unsupported
 from .models import (
     JSON,
     POD_LIST,
@@ -542,6 +542,37 @@ def make_app(config: ApiServerConfig) -> Any:
 
     app.add_api_route("/status", status, methods=["POST"], include_in_schema=False)
 
+    @app.post("/updateVolumes", tags=["VK → API server"])
+    async def update_volumes(
+        request: Request, body: PodCreateRequests, who: Caller, edge: EdgeDep
+    ) -> Response:
+        """Rewrite the volume files of a running pod (our addition: the VK refreshes
+        service-account tokens before they expire); 501 when the plugin cannot."""
+        namespace, name, uid = pod_meta(body.pod)
+        if uid not in owned_or_refuse(edge, who, [uid]):
+            raise NotFound(f"pod {namespace}/{name} is not known to this API server")
+        try:
+            await forward(
+                request,
+                edge.plugin.update_volumes(
+                    retrieved_pod_data(body),
+                    session=request.state.session,
+                    headers=plugin_headers(who),
+                ),
+            )
+        except RemoteError as exc:
+            # a router's own answer (no such route), not the plugin saying the pod is unknown
+            no_route = exc.status_code == 405 or (
+                exc.status_code == 404 and exc.message.strip().lower() in _NO_ROUTE
+            )
+            if not no_route:
+                raise
+            raise Unsupported(
+                "the plugin has no /updateVolumes route (an upstream plugin?): volumes of "
+                "running pods cannot be updated"
+            ) from None
+        return PlainTextResponse("updated")
+
     @app.get("/getLogs", response_class=PlainTextResponse, tags=["VK → API server"])
     async def get_logs(
         request: Request, req: Annotated[LogStruct, Body()], who: Caller, edge: EdgeDep
@@ -594,7 +625,17 @@ def make_app(config: ApiServerConfig) -> Any:
     return BodyLimit(Observe(app, metrics), config.max_request_bytes)
 
 
-_ROUTES = {"/create", "/delete", "/status", "/getLogs", "/pinglink", "/healthz", "/metrics"}
+_NO_ROUTE = {"not found", "404 page not found"}  # FastAPI / Starlette and Go's net/http
+_ROUTES = {
+    "/create",
+    "/delete",
+    "/status",
+    "/getLogs",
+    "/updateVolumes",
+    "/pinglink",
+    "/healthz",
+    "/metrics",
+}
 
 
 # --- command line -------------------------------------------------------------------------------

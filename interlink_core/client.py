@@ -149,7 +149,7 @@ class _Wire:
                 if resp.status_code in ok:
                     return resp
                 err = RemoteError(_message(resp), resp.status_code)
-                if resp.status_code < 500:
+                if resp.status_code < 500 or resp.status_code == 501:  # 501: never will
                     raise err
                 last = err
             if attempt < self.retry.attempts:
@@ -312,6 +312,18 @@ class InterLinkClient(_ClientBase):
         """Delete a pod remotely; returns when the edge confirmed it."""
         await self.wire.call("DELETE", "/delete", pod, session=session, headers=headers)
 
+    async def update_volumes(
+        self,
+        request: PodCreateRequests,
+        session: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Rewrite the volume files of a running pod (e.g. refreshed service-account tokens)
+        from the objects in ``request``; :class:`RemoteError` 501 when the edge cannot."""
+        await self.wire.call(
+            "POST", "/updateVolumes", dump(request), session=session, headers=headers
+        )
+
     async def ping(
         self, session: str | None = None, headers: dict[str, str] | None = None
     ) -> PingAnswer:
@@ -343,6 +355,15 @@ class PluginClient(_ClientBase):
     ) -> None:
         """Delete a pod on the plugin."""
         await self.wire.call("POST", "/delete", pod, session=session, headers=headers)
+
+    async def update_volumes(
+        self,
+        data: RetrievedPodData,
+        session: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Rewrite the volume files of a running pod on the plugin (``POST /updateVolumes``)."""
+        await self.wire.call("POST", "/updateVolumes", dump(data), session=session, headers=headers)
 
     async def ping(
         self, session: str | None = None, headers: dict[str, str] | None = None

@@ -45,5 +45,11 @@ class BackendUnavailable(InterLinkError):
     status_code = 503
 
 
+class Unsupported(InterLinkError):
+    """The backend cannot do this at all (501); retrying does not help."""
+
+    status_code = 501
+
+
 class ConfigError(Exception):
     """Configuration that cannot be used; the message names the key and the fix."""

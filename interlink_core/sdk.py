@@ -42,7 +42,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import Field, ValidationError
 
 from .config import StrictModel, load_config
-from .errors import BadRequest, ConfigError, InterLinkError, NotFound
+from .errors import BadRequest, ConfigError, InterLinkError, NotFound, Unsupported
 from .models import (
     JSON,
     POD,
@@ -134,6 +134,15 @@ class Plugin(ABC):
         """Health and capacity of the backend."""
         return PingAnswer(status="ok")
 
+    async def update_volumes(self, record: JobRecord, data: RetrievedPodData) -> None:
+        """Rewrite the volume files of a running pod from ``data`` (the VK refreshes
+        service-account tokens this way before they expire). Backends whose jobs cannot see
+        new files keep this default, which answers 501."""
+        raise Unsupported(
+            f"the {self.name} plugin cannot update the volumes of a running pod; its "
+            "service-account tokens expire at their expirationSeconds"
+        )
+
 
 async def _body(request: Request) -> bytes:
     raw = await request.body()
@@ -207,6 +216,17 @@ def make_plugin_app(plugin: Plugin) -> FastAPI:
             return JSONResponse(answers)
         item = parse(RetrievedPodData.model_validate, body)
         return JSONResponse(dump(await create_one(item)))
+
+    @app.post("/updateVolumes")
+    async def update_volumes(request: Request) -> Response:
+        data = parse(RetrievedPodData.model_validate, await _json_body(request))
+        namespace, name, uid = pod_meta(data.pod)
+        record = plugin.store.get(uid)
+        if record is None:
+            raise NotFound(f"pod {namespace}/{name} (uid {uid}) is not known")
+        async with locks.setdefault(uid, asyncio.Lock()):
+            await plugin.update_volumes(record, data)
+        return PlainTextResponse("updated")
 
     @app.post("/delete")
     @app.delete("/delete")

@@ -161,6 +161,32 @@ async def test_delete_stops_a_running_pod(vk_a: InterLinkClient) -> None:
     assert await vk_a.status([pod]) == []
 
 
+async def test_update_volumes_rewrites_files_a_running_pod_reads(vk_a: InterLinkClient) -> None:
+    watch = (
+        "f=/etc/app/mode; first=$(cat $f); i=0; "
+        'while [ "$(cat $f)" = "$first" ]; do i=$((i+1)); [ $i -gt 200 ] && exit 3; sleep 0.05; '
+        'done; echo "$first -> $(cat $f)"'
+    )
+    pod = make_pod(
+        "reloads", ["sh", "-c", watch], volumes=[{"name": "cfg", "configMap": {"name": "app"}}]
+    )
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "cfg", "mountPath": "/etc/app"}]
+
+    def config(mode: str) -> dict[str, Any]:
+        return {"metadata": {"name": "app", "namespace": "default"}, "data": {"mode": mode}}
+
+    await vk_a.create(PodCreateRequests(pod=pod, configmaps=[config("slow")]))
+    await wait_phase(vk_a, pod, "running")
+    await vk_a.update_volumes(PodCreateRequests(pod=pod, configmaps=[config("fast")]))
+    done = await wait_phase(vk_a, pod, "succeeded")
+    assert done.containers[0]["state"]["terminated"]["exitCode"] == 0
+    assert await vk_a.logs(log_req(pod)) == b"slow -> fast\n"
+    await vk_a.delete(pod)
+    with pytest.raises(RemoteError) as err:  # a deleted pod is not known any more
+        await vk_a.update_volumes(PodCreateRequests(pod=pod, configmaps=[config("x")]))
+    assert err.value.status_code == 404
+
+
 async def test_tenants_with_same_pod_names_are_isolated(
     vk_a: InterLinkClient, vk_b: InterLinkClient
 ) -> None:
@@ -178,6 +204,7 @@ async def test_tenants_with_same_pod_names_are_isolated(
         vk_b.logs(log_req(pod_a)),
         vk_b.delete(pod_a),
         vk_b.create(PodCreateRequests(pod=pod_a)),
+        vk_b.update_volumes(PodCreateRequests(pod=pod_a)),
     ):
         with pytest.raises(RemoteError) as err:
             await call

@@ -114,7 +114,10 @@ def bare_node(k8s: K8sInfo, prefix: str) -> Iterator[tuple[str, str]]:
 async def world(k8s: K8sInfo, tmp_path: Path) -> AsyncIterator[World]:
     with bare_node(k8s, "vk-pods") as (node, ns), EmbeddedEdge(state_dir=tmp_path / "edge") as edge:
         config = VKConfig(
-            node_name=node, edge={"url": edge.url, "token": edge.token}, status_interval_seconds=0.5
+            node_name=node,
+            edge={"url": edge.url, "token": edge.token},
+            status_interval_seconds=0.5,
+            token_refresh_fraction=0.005,  # a 600 s token (the least allowed) is renewed after 3 s
         )
         api = await kr8s.asyncio.api(kubeconfig=str(k8s.kubeconfig))
         async with InterLinkClient(edge.url, token=static_token(edge.token)) as client:
@@ -338,3 +341,56 @@ async def _outage(k8s: K8sInfo, tmp_path: Path, node: str, ns: str) -> None:
     finally:
         stop.set()
         edge.stop()
+
+
+async def test_service_account_token_is_refreshed_in_the_running_pod(world: World) -> None:
+    w = world
+    w.kubectl("create", "serviceaccount", "rotator", "-n", w.ns)
+    watch = (
+        "t=/var/run/secrets/tokens/token; first=$(cat $t); i=0; "
+        'while [ "$(cat $t)" = "$first" ]; do i=$((i+1)); [ $i -gt 300 ] && exit 3; sleep 0.1; '
+        "done; echo changed; cat $t"
+    )
+    w.apply(
+        bound_pod(
+            w,
+            "rotates",
+            [
+                {
+                    "name": "main",
+                    "image": "busybox",
+                    "command": ["sh", "-c", watch],
+                    "volumeMounts": [{"name": "tok", "mountPath": "/var/run/secrets/tokens"}],
+                }
+            ],
+            serviceAccountName="rotator",
+            volumes=[
+                {
+                    "name": "tok",
+                    "projected": {
+                        "sources": [
+                            {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}
+                        ]
+                    },
+                }
+            ],
+        )
+    )
+    done = await w.wait_pod("rotates", lambda p: phase(p) in ("Succeeded", "Failed"), 60)
+    out = (await logs(w, done, "main")).splitlines()
+    assert phase(done) == "Succeeded", out
+    assert out[0] == "changed"
+    # the new token is a valid one, bound to this very pod
+    review = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": out[1]},
+    }
+    answer = json.loads(w.kubectl("create", "-o", "json", "-f", "-", stdin=json.dumps(review)))
+    status = answer["status"]
+    assert status["authenticated"] is True, status
+    assert status["user"]["username"] == f"system:serviceaccount:{w.ns}:rotator"
+    assert status["user"]["extra"]["authentication.kubernetes.io/pod-uid"] == [
+        done["metadata"]["uid"]
+    ]
+    assert "TokenRefreshUnsupported" not in w.events("rotates")

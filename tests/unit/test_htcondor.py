@@ -430,3 +430,18 @@ def test_ping_reports_capacity(tmp_path: Path) -> None:
     assert dump(answer)["resources"]["accelerators"] == [
         {"resourceType": "nvidia.com/gpu", "available": 2}
     ]
+
+
+def test_volumes_of_a_running_job_cannot_be_updated_501(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from interlink_core.sdk import make_plugin_app
+
+    plugin = HTCondorPlugin(cfg(tmp_path), schedd=FakeSchedd())
+    with TestClient(make_plugin_app(plugin)) as client:
+        assert client.post("/create", json={"pod": pod(), "container": []}).status_code == 200
+        r = client.post("/updateVolumes", json={"pod": pod(), "container": []})
+        assert r.status_code == 501
+        assert "cannot update the volumes of a running pod" in r.json()["error"]
+        other = {**pod(), "metadata": {**pod()["metadata"], "uid": "unknown-uid"}}
+        assert client.post("/updateVolumes", json={"pod": other}).status_code == 404

@@ -144,6 +144,13 @@ class VKConfig(StrictModel):
         ge=0,
         description="How long after its submission a pod counts as fresh (0: never).",
     )
+    token_refresh_fraction: float = Field(
+        default=0.8,
+        gt=0,
+        lt=1,
+        description="Refresh the service-account tokens of a running pod once they have lived "
+        "this fraction of their lifetime (or a day), as a kubelet does (0.8).",
+    )
     heartbeat_check_seconds: float = Field(
         default=5.0,
         gt=0,

@@ -39,9 +39,9 @@ from .config import JOB_ID_ANNOTATION, UPSTREAM_JOB_ID_ANNOTATION, VKConfig
 from .kube import Kube
 from .metrics import VKMetrics
 from .podstatus import TERMINAL_PHASES, display_status, kube_status
+from .tokens import DEFAULT_TOKEN_SECONDS, adopted_refresh_at, refresh_at
 
 log = logging.getLogger("interlink.vk.pods")
-TOKEN_SECONDS = 3600
 MIN_LIST_SPACING = 0.05  # seconds; coalesces the watch events of a burst
 
 
@@ -113,6 +113,9 @@ class PodController:
     _list_spacing: float = 0.0  # least time between LISTs caused by watch events
     _fresh: dict[str, float] = field(default_factory=dict)  # UID: loop time of its submission
     _status_took: float = 0.0  # seconds the last edge status call took
+    _token_due: dict[str, float] = field(default_factory=dict)  # UID: epoch time of refresh
+    _refreshing: set[str] = field(default_factory=set)
+    _no_refresh: set[str] = field(default_factory=set)  # UIDs whose edge cannot update volumes
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _sem: asyncio.Semaphore | None = None
 
@@ -173,6 +176,7 @@ class PodController:
                         listed = True
                     if full:
                         await self.sync_status(self.tracked(), "full")
+                        self._refresh_tokens()
                     elif fast:
                         self._retry_deletes()
                         await self.sync_status(self.pending(), "pending")
@@ -225,6 +229,8 @@ class PodController:
         self._list_spacing = max(MIN_LIST_SPACING, 2 * (time.monotonic() - t0))
         self._pods = {_uid(p): _slim(p) for p in pods}
         self._refused = {u: r for u, r in self._refused.items() if u in self._pods}
+        self._token_due = {u: t for u, t in self._token_due.items() if u in self._pods}
+        self._no_refresh &= self._pods.keys()
         self.metrics.count_pods(pods)
         self._retry_deletes()
         for pod in pods:
@@ -386,7 +392,7 @@ class PodController:
         meta = pod["metadata"]
         sa = (pod.get("spec") or {}).get("serviceAccountName") or "default"
         spec: JSON = {
-            "expirationSeconds": int(source.get("expirationSeconds") or TOKEN_SECONDS),
+            "expirationSeconds": int(source.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS),
             "boundObjectRef": {
                 "kind": "Pod",
                 "apiVersion": "v1",
@@ -399,7 +405,59 @@ class PodController:
         answer = await self.kube.call(
             "POST", f"serviceaccounts/{sa}/token", namespace=meta["namespace"], body={"spec": spec}
         )
+        due = refresh_at(time.time(), spec["expirationSeconds"], self.config.token_refresh_fraction)
+        self._token_due[meta["uid"]] = min(due, self._token_due.get(meta["uid"], due))
         return str(answer["status"]["token"])
+
+    # --- token refresh ------------------------------------------------------------------------
+
+    def _refresh_tokens(self) -> None:
+        """Start a refresh for every running pod whose service-account tokens are due."""
+        now = time.time()
+        fraction = self.config.token_refresh_fraction
+        for pod in self.tracked():
+            uid = _uid(pod)
+            if uid in self._refreshing or uid in self._no_refresh:
+                continue
+            due = self._token_due.get(uid)
+            if due is None:
+                due = adopted_refresh_at(pod, fraction)
+                if due is None:  # no token in this pod
+                    self._no_refresh.add(uid)
+                    continue
+                self._token_due[uid] = due
+            if now >= due:
+                self._spawn(self._refresh(pod), self._refreshing, uid)
+
+    async def _refresh(self, pod: JSON) -> bool:
+        """New tokens (and the current ConfigMaps and Secrets) for a running pod's volumes,
+        sent to the edge; a failure is retried at the next full cycle."""
+        uid = _uid(pod)
+        retry = time.time() + self.config.status_interval_seconds
+        self._token_due.pop(uid, None)
+        try:
+            request = await self._create_request(pod)
+            async with self.metrics.edge_call("updateVolumes"):
+                await self.edge.update_volumes(request)
+        except _Missing as exc:
+            self._token_due[uid] = retry
+            await self.kube.event(pod, "FailedMount", str(exc), self.node, warning=True)
+            return False
+        except (RemoteError, InterLinkError) as exc:
+            if getattr(exc, "status_code", 0) == 501:
+                self._no_refresh.add(uid)
+                message = f"service-account tokens cannot be refreshed remotely: {exc}"
+                await self.kube.event(
+                    pod, "TokenRefreshUnsupported", message, self.node, warning=True
+                )
+            else:
+                self._token_due[uid] = retry  # the new tokens did not arrive
+                log.warning("pod %s: token refresh failed (%s); retrying", uid, exc)
+            return False
+        log.info(
+            "pod %s/%s: volumes refreshed", pod["metadata"]["namespace"], pod["metadata"]["name"]
+        )
+        return False
 
     # --- status -------------------------------------------------------------------------------
 

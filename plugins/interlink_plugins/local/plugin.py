@@ -299,6 +299,15 @@ class LocalPlugin(Plugin):
             cwd = wd
         return {"name": c["name"], "argv": argv, "env": env, "cwd": str(cwd)}
 
+    # --- volumes of running pods ---------------------------------------------------------------
+
+    async def update_volumes(self, record: JobRecord, data: RetrievedPodData) -> None:
+        """Rewrite the pod's volume files in place (each file replaced atomically); the
+        containers see them through their mounts, as with a kubelet."""
+        ip = self._ips.get(record.uid, "")
+        volumes = self.settings.pods_path / record.uid / "volumes"
+        await asyncio.to_thread(materialize_volumes, data, volumes, pod_ip=ip, host_ip="127.0.0.1")
+
     # --- status -----------------------------------------------------------------------------
 
     async def poll(self, records: list[JobRecord]) -> list[PodStatus]:

@@ -39,7 +39,7 @@ from interlink_core.models import (
     PodStatus,
     RetrievedPodData,
 )
-from interlink_core.podspec import checked_uid
+from interlink_core.podspec import checked_uid, materialize_volumes
 from interlink_core.sdk import Plugin, PluginConfig, Submitted
 from interlink_core.store import JobRecord
 
@@ -137,6 +137,14 @@ class SlurmPlugin(Plugin):
                 raise sbatch_error(err)
             job_id = parse_sbatch(out)
         return Submitted(job_id=job_id, data=record_data(plan, pod_dir))
+
+    # --- volumes of running pods ---------------------------------------------------------------
+
+    async def update_volumes(self, record: JobRecord, data: RetrievedPodData) -> None:
+        """Rewrite the pod's volume files in its job directory (shared filesystem: the job
+        sees them through its binds; each file is replaced atomically)."""
+        volumes = self.settings.jobs_path / record.uid / "volumes"
+        await asyncio.to_thread(materialize_volumes, data, volumes)
 
     # --- delete -------------------------------------------------------------------------------
 
