@@ -3,6 +3,7 @@ server and the SLURM plugin into the real SLURM (host runtime), and back."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -72,3 +73,58 @@ async def test_kubectl_delete_cancels_the_running_job(vk: RunningVK) -> None:
     ).stdout.strip()
     assert queue in ("", "CANCELLED", "COMPLETING", "COMPLETED"), queue
     assert queue != "RUNNING"
+
+
+async def test_service_account_token_is_refreshed_inside_the_running_job(
+    k8s: K8sInfo, slurm: SlurmInfo, tmp_path: Path
+) -> None:
+    # a 600 s token (the least TokenRequest allows) renewed after 3 s instead of 480 s
+    async with slurm_vk(k8s, slurm, tmp_path, "vk-rotate", token_refresh_fraction=0.005) as vk:
+        out = await vk.kubectl("create", "serviceaccount", "analyst", "-n", vk.ns)
+        assert out.returncode == 0, out.stderr
+        watch = (
+            "t=/var/run/secrets/tokens/token; first=$(cat $t); i=0; "
+            'while [ "$(cat $t)" = "$first" ]; do i=$((i+1)); [ $i -gt 300 ] && exit 3; '
+            "sleep 0.1; done; echo changed; cat $t"
+        )
+        manifest = vk.pod_manifest(
+            "rotates",
+            [
+                {
+                    "name": "main",
+                    "image": "none",
+                    "command": ["sh", "-c", watch],
+                    "volumeMounts": [{"name": "tok", "mountPath": "/var/run/secrets/tokens"}],
+                }
+            ],
+            serviceAccountName="analyst",
+            volumes=[
+                {
+                    "name": "tok",
+                    "projected": {
+                        "sources": [
+                            {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}
+                        ]
+                    },
+                }
+            ],
+        )
+        out = await vk.kubectl("apply", "-f", "-", input=manifest)
+        assert out.returncode == 0, out.stderr
+        done = await vk.wait_pod(
+            "rotates", lambda p: p["status"].get("phase") in ("Succeeded", "Failed"), 90
+        )
+        logs = await vk.kubectl("logs", "rotates", "-n", vk.ns)
+        assert done["status"]["phase"] == "Succeeded", logs.stdout
+        changed, token = logs.stdout.splitlines()[:2]
+        assert changed == "changed" and token.count(".") == 2  # a JWT
+        review = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token},
+        }
+        out = await vk.kubectl("create", "-o", "json", "-f", "-", input=json.dumps(review))
+        assert out.returncode == 0, out.stderr
+        status = json.loads(out.stdout)["status"]
+        assert status["authenticated"] is True, status
+        assert status["user"]["username"] == f"system:serviceaccount:{vk.ns}:analyst"
