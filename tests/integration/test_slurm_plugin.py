@@ -10,7 +10,6 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -19,103 +18,21 @@ from hypothesis import strategies as st
 
 from interlink_core.config import build_config
 from interlink_core.models import RetrievedPodData
-from interlink_core.sdk import make_plugin_app
-from interlink_plugins.slurm.plugin import SlurmPlugin, SlurmPluginConfig
+from interlink_plugins.slurm.plugin import SlurmPluginConfig
+from interlink_plugins.slurm.scratch import split_records
 from interlink_plugins.slurm.script import build_job
 from tests.helpers.slurm import SlurmInfo
+from tests.helpers.slurm_edge import Edge, make_pod, slurm_edge, state
 from tests.helpers.world import start_plugin
 
 pytestmark = pytest.mark.integration
 
 
-def make_pod(
-    containers: list[dict[str, Any]],
-    init: list[dict[str, Any]] | None = None,
-    annotations: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    return {
-        "metadata": {
-            "name": "job",
-            "namespace": "default",
-            "uid": str(uuid.uuid4()),
-            "annotations": annotations or {},
-        },
-        "spec": {"containers": containers, "initContainers": init or []},
-    }
-
-
-class Edge:
-    """The plugin app in this process (so tests can count SLURM calls) on real SLURM."""
-
-    def __init__(self, plugin: SlurmPlugin, http: httpx.AsyncClient) -> None:
-        self.plugin = plugin
-        self.http = http
-
-    async def create(self, pod: dict[str, Any]) -> str:
-        r = await self.http.post("/create", json={"pod": pod, "container": []})
-        assert r.status_code == 200, r.text
-        return str(r.json()["PodJID"])
-
-    async def status(self, *pods: dict[str, Any]) -> list[dict[str, Any]]:
-        r = await self.http.request("GET", "/status", json=list(pods))
-        assert r.status_code == 200, r.text
-        return list(r.json())
-
-    async def logs(self, pod: dict[str, Any], container: str, **opts: Any) -> str:
-        m = pod["metadata"]
-        r = await self.http.request(
-            "GET",
-            "/getLogs",
-            json={
-                "Namespace": m["namespace"],
-                "PodUID": m["uid"],
-                "PodName": m["name"],
-                "ContainerName": container,
-                "Opts": opts,
-            },
-        )
-        assert r.status_code == 200, r.text
-        return r.text
-
-    async def delete(self, pod: dict[str, Any]) -> None:
-        r = await self.http.post("/delete", json=pod)
-        assert r.status_code == 200, r.text
-
-    async def wait(self, pod: dict[str, Any], done: Any, timeout: float = 60) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        last: list[dict[str, Any]] = []
-        while loop.time() < deadline:
-            last = await self.status(pod)
-            if last and done(last[0]):
-                return last[0]
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"condition never met: {json.dumps(last)[:2000]}")
-
-
-def state(status: dict[str, Any], i: int = 0, kind: str = "containers") -> dict[str, Any]:
-    return dict(status[kind][i]["state"])
-
-
 @pytest.fixture
 async def edge(slurm: SlurmInfo, tmp_path: Path) -> AsyncIterator[Edge]:
-    config = build_config(
-        SlurmPluginConfig,
-        {
-            "state_dir": str(tmp_path / "state"),
-            "work_dir": str(tmp_path / "jobs"),
-            "runtime": "host",
-            "partition": slurm.partition,
-        },
-    )
-    plugin = SlurmPlugin(config)
-    app = make_plugin_app(plugin)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://p", timeout=120) as h:
-            yield Edge(plugin, h)
-            for rec in plugin.store.all():  # never leave jobs behind
-                subprocess.run(["scancel", rec.job_id], check=False)
+    config = {"work_dir": str(tmp_path / "jobs"), "runtime": "host"}
+    async with slurm_edge(slurm, tmp_path, config) as running:
+        yield running
 
 
 async def test_pod_with_init_and_two_containers_runs_as_one_job(edge: Edge) -> None:
@@ -263,10 +180,11 @@ hostile = st.text(
 )
 
 
+@pytest.mark.parametrize("shared", [True, False], ids=["shared", "scratch"])
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(args=st.lists(hostile, min_size=1, max_size=4), value=hostile, name=hostile)
 def test_hostile_strings_reach_the_process_unchanged(
-    tmp_path_factory: pytest.TempPathFactory, args: list[str], value: str, name: str
+    tmp_path_factory: pytest.TempPathFactory, shared: bool, args: list[str], value: str, name: str
 ) -> None:
     root = tmp_path_factory.mktemp("hostile")
     pod_dir = root / "pod"
@@ -287,23 +205,33 @@ def test_hostile_strings_reach_the_process_unchanged(
         ],
         annotations={"note": name},
     )
-    config = build_config(SlurmPluginConfig, {"state_dir": str(root / "st"), "runtime": "host"})
+    options: dict[str, object] = {"state_dir": str(root / "st"), "runtime": "host"}
+    if not shared:  # the job unpacks into <root>/scratch/<fresh dir> and removes it at the end
+        options |= {"shared_filesystem": False, "scratch_dir": str(root / "scratch")}
+    config = build_config(SlurmPluginConfig, options)
     plan, _ = build_job(RetrievedPodData(pod=pod), config, pod_dir)
     before = sorted(p.relative_to(root) for p in root.rglob("*"))
     # run the job script exactly as sbatch would, in the pod's directory
-    subprocess.run(
+    job = subprocess.run(
         ["bash", "-c", plan.script],
         cwd=pod_dir,
         check=True,
         timeout=30,
         env={"PATH": os.environ["PATH"]},
+        capture_output=True,
     )
-    log = (pod_dir / "containers/main/0.log").read_text()
-    lines = [line.split(" ", 3)[3] for line in log.splitlines()]
+    if shared:
+        log = (pod_dir / "containers/main/0.log").read_bytes()
+    else:  # the log records the job writes to its --output
+        log = split_records(job.stdout, {})["main"]
+    lines = [line.split(" ", 3)[3] for line in log.decode().splitlines()]
     # lines of the one JSON document, as the job printed it (newlines in values are escaped)
     assert json.loads(lines[0]) == [args, value]
     created = {p.relative_to(root) for p in root.rglob("*")} - set(before)
-    assert all(str(p).startswith("pod") for p in created), created
+    allowed = ("pod",) if shared else ("scratch",)
+    assert all(str(p).startswith(allowed) for p in created), created
+    if not shared:
+        assert list((root / "scratch").iterdir()) == []  # the job's directory is gone
 
 
 async def test_plugin_killed_while_100_jobs_run_loses_none(

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from interlink_core.errors import BackendUnavailable, BadRequest
 
-SQUEUE_FORMAT = "%i|%T|%r|%S"
-SACCT_FIELDS = "JobIDRaw,State,ExitCode,Start,End"
+SQUEUE_FORMAT = "%i|%T|%r|%S|%k"
+SACCT_FIELDS = "JobIDRaw,State,ExitCode,Start,End,Comment"
+# the comment comes last: it is split off whole, whatever it holds
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class JobState:
     end: str = ""
     exit_code: int | None = None
     signal: int | None = None
+    comment: str = ""
+    """The job's Comment (``shared_filesystem: false`` jobs report container states there)."""
 
 
 @dataclass
@@ -88,23 +91,25 @@ def sbatch_error(stderr: str) -> Exception:
 
 
 def parse_squeue(stdout: str) -> dict[str, JobState]:
-    """Lines of ``squeue -h -o '%i|%T|%r|%S'``."""
+    """Lines of ``squeue -h -o '%i|%T|%r|%S|%k'`` (the comment is optional)."""
     out: dict[str, JobState] = {}
     for line in stdout.splitlines():
-        parts = line.strip().split("|")
+        parts = line.strip().split("|", 4)
         if len(parts) < 4 or not parts[0]:
             continue
         start = "" if parts[3] in ("N/A", "Unknown", "None") else parts[3]
         reason = "" if parts[2] in ("None", "(null)") else parts[2]
-        out[parts[0]] = JobState(parts[0], parts[1], reason, start)
+        comment = _comment(parts[4]) if len(parts) > 4 else ""
+        out[parts[0]] = JobState(parts[0], parts[1], reason, start, comment=comment)
     return out
 
 
 def parse_sacct(stdout: str) -> dict[str, JobState]:
-    """Lines of ``sacct -n -X -P -o JobIDRaw,State,ExitCode,Start,End``."""
+    """Lines of ``sacct -n -X -P -o JobIDRaw,State,ExitCode,Start,End,Comment`` (the comment
+    is optional; it is empty unless slurm.conf has ``AccountingStoreFlags=job_comment``)."""
     out: dict[str, JobState] = {}
     for line in stdout.splitlines():
-        parts = line.strip().split("|")
+        parts = line.strip().split("|", 5)
         if len(parts) < 5 or not parts[0]:
             continue
         state = parts[1].split()[0] if parts[1] else "UNKNOWN"  # "CANCELLED by 0"
@@ -116,8 +121,13 @@ def parse_sacct(stdout: str) -> dict[str, JobState]:
             end="" if parts[4] in ("Unknown", "None") else parts[4],
             exit_code=int(code) if code.isdigit() else None,
             signal=int(sig) if sig.isdigit() and int(sig) else None,
+            comment=_comment(parts[5]) if len(parts) > 5 else "",
         )
     return out
+
+
+def _comment(text: str) -> str:
+    return "" if text in ("(null)", "None") else text
 
 
 def parse_sinfo(stdout: str) -> tuple[int, int, int]:

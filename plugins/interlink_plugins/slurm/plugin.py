@@ -5,7 +5,8 @@ stay visible there for SLURM's MinJobAge) and ``sacct`` only for jobs slurmctld 
 end states are cached, so a finished pod costs no SLURM call at all. Per-container
 states come from the files the job script writes in the pod's working directory
 (``containers/<name>/started``, ``exit``, ``0.log``), which must be on a filesystem shared with
-the compute nodes.
+the compute nodes; with ``shared_filesystem: false`` they come from the job's Comment (in the
+same squeue/sacct answers) and the logs from its output file (see :mod:`.scratch`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import os
 import shutil
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import ClassVar, cast
 
 from pydantic import Field
 
-from interlink_core.errors import BackendUnavailable, BadRequest
+from interlink_core.errors import BackendUnavailable, BadRequest, Unsupported
 from interlink_core.jobfiles import (
     assemble_pod_status,
     base_status,
@@ -56,6 +58,7 @@ from .commands import (
     sbatch_error,
 )
 from .config import SlurmConfig
+from .scratch import ContainerReport, LogDemux, decode_comment, reported_state
 from .script import build_job, record_data
 
 ACTIVE = {
@@ -116,10 +119,15 @@ class SlurmPlugin(Plugin):
         self._final: dict[str, PodStatus] = {}
         self._ended: dict[str, JobState] = {}
         self._user = str(os.getuid())
+        # shared_filesystem: false: last Comment seen per job, log splitters per pod
+        self._comments: dict[str, str] = {}
+        self._demux: dict[str, tuple[LogDemux, asyncio.Lock]] = {}
 
     async def start(self) -> None:
         """Make sure the jobs directory exists (tracked jobs are re-read from SLURM)."""
         self.settings.jobs_path.mkdir(parents=True, exist_ok=True)
+        if not self.settings.shared_filesystem:
+            self.settings.logs_path.mkdir(parents=True, exist_ok=True)
 
     # --- create -------------------------------------------------------------------------------
 
@@ -129,6 +137,8 @@ class SlurmPlugin(Plugin):
             plan, files = await asyncio.to_thread(build_job, data, self.settings, pod_dir)
             job_files = {"job.sh": plan.script, **files}
             await asyncio.to_thread(write_job_files, pod_dir, job_files, ("job.sh",))
+            for stale in (plan.output, plan.error) if plan.output else ():  # appended to
+                await asyncio.to_thread(Path(stale).unlink, True)
             self.calls.sbatch += 1
             rc, out, err = await run(
                 [self.settings.sbatch, "--parsable", *plan.options, str(pod_dir / "job.sh")]
@@ -143,6 +153,12 @@ class SlurmPlugin(Plugin):
     async def update_volumes(self, record: JobRecord, data: RetrievedPodData) -> None:
         """Rewrite the pod's volume files in its job directory (shared filesystem: the job
         sees them through its binds; each file is replaced atomically)."""
+        if "scratch" in record.data:
+            raise Unsupported(
+                "the SLURM plugin runs with shared_filesystem: false here and cannot update the "
+                "volumes of running jobs (their files were unpacked on the compute node); "
+                "service-account tokens expire at their expirationSeconds"
+            )
         volumes = self.settings.jobs_path / record.uid / "volumes"
         await asyncio.to_thread(materialize_volumes, data, volumes)
 
@@ -165,8 +181,12 @@ class SlurmPlugin(Plugin):
                 await asyncio.sleep(0.5)
         if not self.settings.keep_work_dirs:
             await asyncio.to_thread(shutil.rmtree, record.data.get("dir", ""), True)
+            for name in (record.data.get("scratch") or {}).values():
+                await asyncio.to_thread(Path(name).unlink, True)
         self._final.pop(record.uid, None)
         self._ended.pop(record.job_id, None)
+        self._comments.pop(record.job_id, None)
+        self._demux.pop(record.uid, None)
 
     # --- status -------------------------------------------------------------------------------
 
@@ -224,8 +244,10 @@ class SlurmPlugin(Plugin):
         if final is not None:
             return final
         terminal = job is not None and job.state not in ACTIVE
+        reports = self._reports(record, job)
         status = assemble_pod_status(
-            record, lambda name, why, never: self._container(record, name, job, why, never)
+            record,
+            lambda name, why, never: self._container(record, name, job, why, never, reports),
         )
         if terminal:
             self._final[record.uid] = status
@@ -238,9 +260,14 @@ class SlurmPlugin(Plugin):
         job: JobState | None,
         waiting_reason: str,
         never: str = "",
+        reports: dict[str, ContainerReport] | None = None,
     ) -> JSON:
         base = base_status(record, name)
-        started, terminated = container_files(record, name, f"slurm://{record.job_id}/{name}")
+        cid = f"slurm://{record.job_id}/{name}"
+        if reports is None:
+            started, terminated = container_files(record, name, cid)
+        else:
+            started, terminated = reported_state(reports.get(name), cid)
         if terminated is not None:
             base["state"] = {"terminated": terminated}
             return base
@@ -274,15 +301,62 @@ class SlurmPlugin(Plugin):
             return waiting(base, f"Queued: {job.reason or job.state.title()}", message)
         return started_or_waiting(base, started, waiting_reason)
 
+    def _reports(
+        self, record: JobRecord, job: JobState | None
+    ) -> dict[str, ContainerReport] | None:
+        """Container states from the job's Comment (``None`` for shared-filesystem jobs); the
+        last Comment seen is kept, for an accounting record that has none."""
+        if "scratch" not in record.data:
+            return None
+        if job is not None and job.comment:
+            self._comments[record.job_id] = job.comment
+        names = [*record.data.get("init", []), *record.data.get("containers", [])]
+        return decode_comment(self._comments.get(record.job_id, ""), names)
+
     # --- logs ---------------------------------------------------------------------------------
 
     def logs(self, record: JobRecord, request: LogStruct) -> AsyncIterator[bytes]:
         """The container's log file, as asked; followed until the container or job ends."""
+        if "scratch" in record.data:
+            return self._scratch_logs(record, request)
 
         async def job_ended() -> bool:
             return record.uid in self._final
 
         return container_logs(record, request, job_ended)
+
+    def _scratch_logs(self, record: JobRecord, request: LogStruct) -> AsyncIterator[bytes]:
+        """Logs of a ``shared_filesystem: false`` job: its output file is split into the
+        per-container log files of the pod's directory first (and again while following)."""
+        name = request.ContainerName
+
+        async def ended() -> bool:
+            if record.uid not in self._demux:  # the pod was deleted meanwhile
+                return True
+            await self._split_output(record)
+            if record.uid in self._final:
+                return True
+            report = (self._reports(record, None) or {}).get(name)
+            return report is not None and report.exit_code is not None
+
+        inner = container_logs(record, request, ended)  # checks the request now
+
+        async def stream() -> AsyncIterator[bytes]:
+            await self._split_output(record)
+            async for chunk in inner:
+                yield chunk
+
+        return stream()
+
+    async def _split_output(self, record: JobRecord) -> None:
+        entry = self._demux.get(record.uid)
+        if entry is None:
+            names = [*record.data.get("init", []), *record.data.get("containers", [])]
+            output = Path(record.data["scratch"]["output"])
+            entry = (LogDemux(output, Path(record.data["dir"]), names), asyncio.Lock())
+            self._demux[record.uid] = entry
+        async with entry[1]:
+            await asyncio.to_thread(entry[0].update)
 
     # --- ping ---------------------------------------------------------------------------------
 

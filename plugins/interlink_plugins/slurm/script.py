@@ -1,5 +1,6 @@
 """A pod as a SLURM job: the sbatch options and the batch script (pure functions, no I/O except
-writing the pod's volumes).
+writing the pod's volumes; with ``shared_filesystem: false`` they are staged, packed into the
+script and removed again, see :mod:`.scratch`).
 
 Every value that comes from the pod (command, args, env names and values, paths, names) reaches
 the shell through :func:`shlex.quote` or is refused; sbatch options are passed as ``argv`` (never
@@ -11,14 +12,18 @@ from __future__ import annotations
 import math
 import re
 import shlex
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from interlink_core.errors import BadRequest
+from interlink_core.jobfiles import write_job_files
 from interlink_core.models import JSON, RetrievedPodData
 from interlink_core.podspec import (
+    Mount,
     checked_uid,
     command_line,
     container_mounts,
@@ -29,7 +34,8 @@ from interlink_core.podspec import (
     resolve_env,
 )
 
-from .config import SlurmConfig
+from .config import SCRATCH_RESERVED_FLAGS, SlurmConfig
+from .scratch import ScratchDir, check_container_count, check_script_size, pack, quoter, setup_lines
 
 FLAGS_ANNOTATION = "slurm-job.vk.io/flags"
 PRE_EXEC_ANNOTATION = "slurm-job.vk.io/pre-exec"
@@ -65,6 +71,10 @@ class JobPlan:
     init: list[str] = field(default_factory=list)
     containers: list[str] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)
+    output: str = ""
+    """``shared_filesystem: false``: the job's output file (container log records)."""
+    error: str = ""
+    """``shared_filesystem: false``: the job's error file (the wrapper's own messages)."""
 
 
 # --- resources ----------------------------------------------------------------------------------
@@ -174,7 +184,10 @@ il_stamp() {
     printf '%(%Y-%m-%dT%H:%M:%S)T.%s000Z stdout F %s\n' "${t%.*}" "${t#*.}" "$line"
   done
 }
-# il_run NAME WORKDIR COMMAND...: run one container, record start, log and exit code
+il_hook() { :; }
+"""
+# il_run is the same in both modes; il_stamp and il_hook differ (see scratch.PRELUDE)
+_RUN = r"""# il_run NAME WORKDIR COMMAND...: run one container, record start, log and exit code
 il_run() {
   local name=$1 wd=$2 code
   shift 2
@@ -182,11 +195,13 @@ il_run() {
   mkdir -p "$d"
   printf '%s\n' "${EPOCHREALTIME:-$(printf '%(%s)T' -1)}" > "$d/started.tmp"
   mv "$d/started.tmp" "$d/started"
-  ( cd "$wd" && exec "$@" ) < /dev/null 2>&1 | il_stamp >> "$d/0.log"
+  il_hook "$name"
+  ( cd "$wd" && exec "$@" 3>&- ) < /dev/null 2>&1 | il_stamp "$name" >> "$d/0.log"
   code=${PIPESTATUS[0]}
   printf '{"exitCode": %d, "finishedAt": %s}\n' "$code" \
     "${EPOCHREALTIME:-$(printf '%(%s)T' -1)}" > "$d/exit.tmp"
   mv "$d/exit.tmp" "$d/exit"
+  il_hook "$name" "$code"
   return "$code"
 }
 """
@@ -273,109 +288,188 @@ def env_file(env: dict[str, str], where: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_job(
-    data: RetrievedPodData, cfg: SlurmConfig, pod_dir: Path
-) -> tuple[JobPlan, dict[str, str]]:
-    """The sbatch options and script for a pod, and the files to write next to it
-    (relative path → content). Volumes are written under ``pod_dir/volumes`` here."""
+@dataclass
+class _Body:
+    """The per-container part of a script being built."""
+
+    plan: JobPlan
+    quote: Callable[[str], str]
+    lines: list[str] = field(default_factory=list)
+    cleanup: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+
+    def command(self, argv: list[str]) -> str:
+        """One shell command line, every word quoted."""
+        return " ".join(self.quote(x) for x in argv)
+
+
+def _add_container(
+    b: _Body,
+    data: RetrievedPodData,
+    cfg: SlurmConfig,
+    kind: str,
+    where: str,
+    c: JSON,
+    volumes: dict[str, Path],
+    job_dir: Path,
+    relocate: Callable[[list[Mount]], list[Mount]],
+) -> None:
+    """Append one container's lines (run, and for enroot prepare and clean up)."""
     pod = data.pod
-    uid = checked_uid(pod)
-    meta = pod.get("metadata") or {}
+    name = str(c["name"])
+    b.plan.images[name] = str(c.get("image") or "")
+    command, args = command_line(c, where)
+    if cfg.runtime == "host" and not command and not args:
+        raise BadRequest(
+            f"{where}.command: required with runtime host (there is no image entrypoint)"
+        )
+    env = resolve_env(pod, c, data, "", host_ip="")
+    for k in env:
+        if not _ENV_NAME.match(k):
+            raise BadRequest(f"{where}.env: {k!r} is not a valid environment variable name")
+    mounts = relocate(container_mounts(c, volumes, where, env))
+    binds = [(str(m.source), m.mount_path, m.read_only) for m in mounts]
+    argv = [*command, *args]
+    workdir = c.get("workingDir")
+    if workdir is not None and (not isinstance(workdir, str) or not workdir.startswith("/")):
+        raise BadRequest(f"{where}.workingDir: {workdir!r} must be an absolute path")
+    if cfg.runtime == "host":
+        rewrite = path_rewriter(mounts)
+        env = {k: rewrite(v) for k, v in env.items()}
+        argv = [rewrite(a) for a in argv]
+        env["INTERLINK_POD_DIR"] = str(job_dir)
+        host_wd = rewrite(workdir) if workdir else str(job_dir / "work" / name)
+        cmd = runtime_argv(cfg, c, where, env, binds, argv, bool(command), None, job_dir)
+    else:
+        b.files[f"containers/{name}/env"] = env_file(env, where)
+        host_wd = str(job_dir)
+        cmd = runtime_argv(cfg, c, where, env, binds, argv, bool(command), workdir, job_dir)
+    if cfg.runtime == "enroot":
+        for step in enroot_prepare(cfg, c, where, job_dir):
+            b.lines.append(b.command(step) + " || exit 125")
+        b.cleanup.append(b.command([cfg.enroot.binary, "remove", "-f", enroot_name(job_dir, name)]))
+    line = b.command(["il_run", name, host_wd, *cmd])
+    b.lines.append(f"mkdir -p {b.quote(host_wd)}")
+    if kind == "init":
+        b.plan.init.append(name)
+        b.lines.append(f"{line} || exit $?")
+    else:
+        b.plan.containers.append(name)
+        b.lines += [f"{line} &", "il_pids+=($!)"]
+
+
+def _options(
+    data: RetrievedPodData,
+    cfg: SlurmConfig,
+    pod_dir: Path,
+    containers: list[tuple[str, str, JSON]],
+    scratch: bool,
+) -> list[str]:
+    """sbatch's options: where the job writes and works, then resources and flags."""
+    meta = data.pod.get("metadata") or {}
     annotations = meta.get("annotations") or {}
-    containers = pod_containers(pod)
-    volumes = materialize_volumes(data, pod_dir / "volumes", pod_ip="", host_ip="")
     res_opts, gpus = resource_options(containers)
-    options = [
-        f"--job-name={_job_name(meta)}",
-        f"--output={pod_dir / 'job.out'}",
-        f"--chdir={pod_dir}",
-    ]
+    options = [f"--job-name={_job_name(meta)}"]
+    if scratch:
+        output, error = _scratch_outputs(cfg, checked_uid(data.pod))
+        options += [
+            f"--output={output}",
+            f"--error={error}",
+            "--open-mode=append",
+            f"--chdir={cfg.logs_path}",
+        ]
+    else:
+        options += [f"--output={pod_dir / 'job.out'}", f"--chdir={pod_dir}"]
     if cfg.partition:
         options.append(f"--partition={cfg.partition}")
     if cfg.account:
         options.append(f"--account={cfg.account}")
-    options += res_opts + list(cfg.default_flags) + flavor_flags(pod, cfg, gpus)
+    options += res_opts + list(cfg.default_flags) + flavor_flags(data.pod, cfg, gpus)
     if FLAGS_ANNOTATION in annotations:
-        options += user_flags(str(annotations[FLAGS_ANNOTATION]), cfg.allowed_flags)
-
-    files: dict[str, str] = {}
-    plan = JobPlan(options=options, script="")
-    body: list[str] = []
-    mains: list[str] = []
-    cleanup: list[str] = []
-    for kind, where, c in containers:
-        name = str(c["name"])
-        plan.images[name] = str(c.get("image") or "")
-        command, args = command_line(c, where)
-        if cfg.runtime == "host" and not command and not args:
-            raise BadRequest(
-                f"{where}.command: required with runtime host (there is no image entrypoint)"
-            )
-        env = resolve_env(pod, c, data, "", host_ip="")
-        for k in env:
-            if not _ENV_NAME.match(k):
-                raise BadRequest(f"{where}.env: {k!r} is not a valid environment variable name")
-        mounts = container_mounts(c, volumes, where, env)
-        binds = [(str(m.source), m.mount_path, m.read_only) for m in mounts]
-        argv = [*command, *args]
-        workdir = c.get("workingDir")
-        if workdir is not None and (not isinstance(workdir, str) or not workdir.startswith("/")):
-            raise BadRequest(f"{where}.workingDir: {workdir!r} must be an absolute path")
-        if cfg.runtime == "host":
-            rewrite = path_rewriter(mounts)
-            env = {k: rewrite(v) for k, v in env.items()}
-            argv = [rewrite(a) for a in argv]
-            env["INTERLINK_POD_DIR"] = str(pod_dir)
-            host_wd = rewrite(workdir) if workdir else str(pod_dir / "work" / name)
-            cmd = runtime_argv(cfg, c, where, env, binds, argv, bool(command), None, pod_dir)
-        else:
-            files[f"containers/{name}/env"] = env_file(env, where)
-            host_wd = str(pod_dir)
-            cmd = runtime_argv(cfg, c, where, env, binds, argv, bool(command), workdir, pod_dir)
-        if cfg.runtime == "enroot":
-            for step in enroot_prepare(cfg, c, where, pod_dir):
-                body.append(" ".join(shlex.quote(x) for x in step) + " || exit 125")
-            cleanup.append(
-                " ".join(
-                    shlex.quote(x)
-                    for x in [cfg.enroot.binary, "remove", "-f", enroot_name(pod_dir, name)]
+        flags = user_flags(str(annotations[FLAGS_ANNOTATION]), cfg.allowed_flags)
+        for flag in flags if scratch else []:
+            if flag.split("=", 1)[0] in SCRATCH_RESERVED_FLAGS:
+                raise BadRequest(
+                    f"metadata.annotations[{FLAGS_ANNOTATION!r}]: {flag.split('=', 1)[0]} "
+                    "cannot be used on this site: without a shared filesystem the job's "
+                    "comment and output carry the container states and logs"
                 )
-            )
-        line = " ".join(shlex.quote(x) for x in ["il_run", name, host_wd, *cmd])
-        if kind == "init":
-            plan.init.append(name)
-            body.append(f"mkdir -p {shlex.quote(host_wd)}")
-            body.append(f"{line} || exit $?")
+        options += flags
+    return options
+
+
+def build_job(
+    data: RetrievedPodData, cfg: SlurmConfig, pod_dir: Path
+) -> tuple[JobPlan, dict[str, str]]:
+    """The sbatch options and script for a pod, and the files to write next to it
+    (relative path → content). Volumes are written under ``pod_dir/volumes`` here.
+
+    With ``shared_filesystem: false`` the volumes and env files are staged under
+    ``pod_dir/stage``, packed into the script (see :mod:`.scratch`) and the stage removed; no
+    files are returned and the script names its directory through ``$IL_DIR``."""
+    uid = checked_uid(data.pod)
+    containers = pod_containers(data.pod)
+    scratch = None if cfg.shared_filesystem else ScratchDir.new(uid)
+    if scratch is not None:
+        check_container_count(len(containers))
+    stage = pod_dir / "stage" if scratch is not None else pod_dir
+    job_dir = Path(str(scratch.path)) if scratch is not None else pod_dir
+    try:
+        volumes = materialize_volumes(data, stage / "volumes", pod_ip="", host_ip="")
+        options = _options(data, cfg, pod_dir, containers, scratch is not None)
+        b = _Body(JobPlan(options=options, script=""), quoter(scratch))
+
+        def relocate(mounts: list[Mount]) -> list[Mount]:
+            return scratch.relocate(mounts, stage) if scratch is not None else mounts
+
+        for kind, where, c in containers:
+            _add_container(b, data, cfg, kind, where, c, volumes, job_dir, relocate)
+        pre_exec = _pre_exec(data.pod, cfg)
+        header = [
+            "#!/bin/bash",
+            f"# interLink job for pod uid {uid}",
+            "# sbatch options (passed on the command line): "
+            + " ".join(shlex.quote(o) for o in options).replace("\n", " "),
+        ]
+        if scratch is None:
+            header += [f"IL_DIR={shlex.quote(str(pod_dir))}", _PRELUDE, _RUN]
         else:
-            mains.append(name)
-            body.append(f"mkdir -p {shlex.quote(host_wd)}")
-            body.append(f"{line} &")
-            body.append("il_pids+=($!)")
-    plan.containers = mains
+            write_job_files(stage, b.files, ())
+            b.files = {}
+            order = [*b.plan.init, *b.plan.containers]
+            header += [*setup_lines(cfg, uid, order, pack(stage)), _RUN]
+        if pre_exec:
+            header += ["# pre-exec from the pod annotation", pre_exec]
+        tail = [
+            "il_rc=0",
+            'for il_p in "${il_pids[@]}"; do wait "$il_p" || il_rc=$?; done',
+            *(f"{line} >/dev/null 2>&1" for line in b.cleanup),
+            'exit "$il_rc"',
+        ]
+        b.plan.script = "\n".join([*header, "il_pids=()", *b.lines, *tail]) + "\n"
+        if scratch is not None:
+            b.plan.output, b.plan.error = _scratch_outputs(cfg, uid)
+            check_script_size(b.plan.script, cfg, stage / "volumes")
+    finally:
+        if scratch is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+    return b.plan, b.files
+
+
+def _scratch_outputs(cfg: SlurmConfig, uid: str) -> tuple[str, str]:
+    """A scratch job's ``--output`` (container log records) and ``--error`` files."""
+    return str(cfg.logs_path / f"{uid}.out"), str(cfg.logs_path / f"{uid}.err")
+
+
+def _pre_exec(pod: JSON, cfg: SlurmConfig) -> str:
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
     pre_exec = annotations.get(PRE_EXEC_ANNOTATION)
     if pre_exec is not None and not cfg.allow_pre_exec:
         raise BadRequest(
             f"metadata.annotations[{PRE_EXEC_ANNOTATION!r}]: this site does not allow pre-exec "
             "commands (allow_pre_exec is false)"
         )
-    header = [
-        "#!/bin/bash",
-        f"# interLink job for pod uid {uid}",
-        "# sbatch options (passed on the command line): "
-        + " ".join(shlex.quote(o) for o in options).replace("\n", " "),
-        f"IL_DIR={shlex.quote(str(pod_dir))}",
-        _PRELUDE,
-    ]
-    if pre_exec:
-        header += ["# pre-exec from the pod annotation", str(pre_exec)]
-    tail = [
-        "il_rc=0",
-        'for il_p in "${il_pids[@]}"; do wait "$il_p" || il_rc=$?; done',
-        *(f"{line} >/dev/null 2>&1" for line in cleanup),
-        'exit "$il_rc"',
-    ]
-    plan.script = "\n".join([*header, "il_pids=()", *body, *tail]) + "\n"
-    return plan, files
+    return str(pre_exec or "")
 
 
 def _job_name(meta: JSON) -> str:
@@ -384,10 +478,13 @@ def _job_name(meta: JSON) -> str:
 
 
 def record_data(plan: JobPlan, pod_dir: Path) -> dict[str, Any]:
-    """What the plugin remembers with the job id."""
-    return {
+    """What the plugin remembers with the job id (for a scratch job also its output files)."""
+    data: dict[str, Any] = {
         "dir": str(pod_dir),
         "init": plan.init,
         "containers": plan.containers,
         "images": plan.images,
     }
+    if plan.output:
+        data["scratch"] = {"output": plan.output, "error": plan.error}
+    return data
