@@ -109,3 +109,19 @@ async def slurm_edge(
             finally:
                 for rec in plugin.store.all():  # never leave jobs behind
                     subprocess.run(["scancel", rec.job_id], check=False)
+
+
+async def held_job_reports_reason_then_cancels(edge: Edge) -> None:
+    """A job SLURM holds reports SLURM's reason while pending; deleting the pod cancels it."""
+    pod = make_pod(
+        [{"name": "main", "image": "none", "command": ["sleep", "300"]}],
+        annotations={"slurm-job.vk.io/flags": "--hold --time=00:05:00"},
+    )
+    job = await edge.create(pod)
+    s = await edge.wait(pod, lambda s: "waiting" in state(s))
+    waiting = state(s)["waiting"]
+    assert waiting["reason"] == "Queued: JobHeldUser", waiting
+    assert f"SLURM job {job} is PENDING" in waiting["message"]
+    await edge.delete(pod)
+    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True)
+    assert out.stdout.strip() in ("", "CANCELLED")

@@ -251,3 +251,28 @@ async def local_vk(
     with EmbeddedEdge(state_dir=root / "edge") as edge:
         async with running_vk(k8s, edge.url, edge.token, root / "vk", prefix, **settings) as vk:
             yield vk, edge
+
+
+TOKEN_DIR = "/var/run/secrets/tokens"
+
+
+def token_watcher(image: str = "busybox") -> dict[str, Any]:
+    """A container that waits (up to 30 s, else exit 3) until its service-account token file
+    changes, then prints ``changed`` and the new token."""
+    watch = (
+        f"t={TOKEN_DIR}/token; first=$(cat $t); i=0; "
+        'while [ "$(cat $t)" = "$first" ]; do i=$((i+1)); [ $i -gt 300 ] && exit 3; '
+        "sleep 0.1; done; echo changed; cat $t"
+    )
+    return {
+        "name": "main",
+        "image": image,
+        "command": ["sh", "-c", watch],
+        "volumeMounts": [{"name": "tok", "mountPath": TOKEN_DIR}],
+    }
+
+
+def token_volume(seconds: int) -> dict[str, Any]:
+    """A projected volume with one service-account token of this lifetime."""
+    source = {"serviceAccountToken": {"path": "token", "expirationSeconds": seconds}}
+    return {"name": "tok", "projected": {"sources": [source]}}

@@ -14,7 +14,7 @@ import pytest
 from interlink_vk.config import JOB_ID_ANNOTATION
 from tests.helpers.k8s import K8sInfo
 from tests.helpers.slurm import SlurmInfo
-from tests.helpers.vk import RunningVK, slurm_vk
+from tests.helpers.vk import RunningVK, slurm_vk, token_volume, token_watcher
 
 pytestmark = pytest.mark.integration
 
@@ -82,32 +82,11 @@ async def test_service_account_token_is_refreshed_inside_the_running_job(
     async with slurm_vk(k8s, slurm, tmp_path, "vk-rotate", token_refresh_fraction=0.005) as vk:
         out = await vk.kubectl("create", "serviceaccount", "analyst", "-n", vk.ns)
         assert out.returncode == 0, out.stderr
-        watch = (
-            "t=/var/run/secrets/tokens/token; first=$(cat $t); i=0; "
-            'while [ "$(cat $t)" = "$first" ]; do i=$((i+1)); [ $i -gt 300 ] && exit 3; '
-            "sleep 0.1; done; echo changed; cat $t"
-        )
         manifest = vk.pod_manifest(
             "rotates",
-            [
-                {
-                    "name": "main",
-                    "image": "none",
-                    "command": ["sh", "-c", watch],
-                    "volumeMounts": [{"name": "tok", "mountPath": "/var/run/secrets/tokens"}],
-                }
-            ],
+            [token_watcher(image="none")],
             serviceAccountName="analyst",
-            volumes=[
-                {
-                    "name": "tok",
-                    "projected": {
-                        "sources": [
-                            {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}
-                        ]
-                    },
-                }
-            ],
+            volumes=[token_volume(600)],
         )
         out = await vk.kubectl("apply", "-f", "-", input=manifest)
         assert out.returncode == 0, out.stderr

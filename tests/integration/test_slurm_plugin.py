@@ -22,7 +22,13 @@ from interlink_plugins.slurm.plugin import SlurmPluginConfig
 from interlink_plugins.slurm.scratch import split_records
 from interlink_plugins.slurm.script import build_job
 from tests.helpers.slurm import SlurmInfo
-from tests.helpers.slurm_edge import Edge, make_pod, slurm_edge, state
+from tests.helpers.slurm_edge import (
+    Edge,
+    held_job_reports_reason_then_cancels,
+    make_pod,
+    slurm_edge,
+    state,
+)
 from tests.helpers.world import start_plugin
 
 pytestmark = pytest.mark.integration
@@ -87,18 +93,7 @@ async def test_failures_map_to_exit_codes_and_init_failure_stops_the_pod(edge: E
 
 
 async def test_held_job_is_queued_with_slurm_reason_then_cancelled(edge: Edge) -> None:
-    pod = make_pod(
-        [{"name": "main", "image": "none", "command": ["sleep", "300"]}],
-        annotations={"slurm-job.vk.io/flags": "--hold --time=00:05:00"},
-    )
-    job = await edge.create(pod)
-    s = await edge.wait(pod, lambda s: "waiting" in state(s))
-    waiting = state(s)["waiting"]
-    assert waiting["reason"] == "Queued: JobHeldUser", waiting
-    assert f"SLURM job {job} is PENDING" in waiting["message"]
-    await edge.delete(pod)
-    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True)
-    assert out.stdout.strip() in ("", "CANCELLED")
+    await held_job_reports_reason_then_cancels(edge)
 
 
 async def test_delete_cancels_a_running_job(edge: Edge) -> None:

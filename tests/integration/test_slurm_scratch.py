@@ -17,7 +17,13 @@ import pytest
 
 from interlink_plugins.slurm.scratch import decode_comment
 from tests.helpers.slurm import SlurmInfo
-from tests.helpers.slurm_edge import Edge, make_pod, slurm_edge, state
+from tests.helpers.slurm_edge import (
+    Edge,
+    held_job_reports_reason_then_cancels,
+    make_pod,
+    slurm_edge,
+    state,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -184,18 +190,7 @@ async def test_init_failure_stops_the_pod(edge: Edge) -> None:
 
 
 async def test_held_job_reports_slurm_reason_and_delete_cancels(edge: Edge) -> None:
-    pod = make_pod(
-        [{"name": "main", "image": "none", "command": ["sleep", "300"]}],
-        annotations={"slurm-job.vk.io/flags": "--hold --time=00:05:00"},
-    )
-    job = await edge.create(pod)
-    s = await edge.wait(pod, lambda s: "waiting" in state(s))
-    waiting = state(s)["waiting"]
-    assert waiting["reason"] == "Queued: JobHeldUser", waiting
-    assert f"SLURM job {job} is PENDING" in waiting["message"]
-    await edge.delete(pod)
-    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True)
-    assert out.stdout.strip() in ("", "CANCELLED")
+    await held_job_reports_reason_then_cancels(edge)
 
 
 async def test_running_job_is_cancelled_and_leaves_no_scratch(

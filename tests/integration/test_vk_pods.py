@@ -23,6 +23,7 @@ from interlink_vk.config import JOB_ID_ANNOTATION, VKConfig
 from interlink_vk.kube import Kube
 from interlink_vk.pods import PodController
 from tests.helpers.k8s import K8sInfo, kubectl
+from tests.helpers.vk import token_volume, token_watcher
 
 pytestmark = pytest.mark.integration
 
@@ -92,6 +93,13 @@ class World:
             )
         )
         return [e["reason"] for e in out["items"]]
+
+    async def wait_events(self, name: str, *reasons: str, timeout: float = 10) -> None:
+        """Wait for these Events (the VK records one just after the status patch it is about)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not set(reasons) <= set(seen := self.events(name)):
+            assert asyncio.get_running_loop().time() < deadline, f"events of {name}: {seen}"
+            await asyncio.sleep(0.2)
 
 
 @contextmanager
@@ -230,7 +238,7 @@ async def test_pod_runs_remotely_with_config_secret_and_token(world: World) -> N
     out = (await logs(w, done, "main")).splitlines()
     assert out[:2] == ["mode=fast", "s3cr3t"]
     assert int(out[2]) > 100  # a real JWT from the TokenRequest API
-    assert "Submitted" in w.events("job") and "Completed" in w.events("job")
+    await w.wait_events("job", "Submitted", "Completed")
 
 
 async def test_failed_container_fails_the_pod_with_its_exit_code(world: World) -> None:
@@ -241,7 +249,7 @@ async def test_failed_container_fails_the_pod_with_its_exit_code(world: World) -
     failed = await w.wait_pod("bad", lambda p: phase(p) == "Failed")
     assert failed["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 4
     assert "exited with code 4" in failed["status"]["message"]
-    assert "Failed" in w.events("bad")
+    await w.wait_events("bad", "Failed")
 
 
 async def test_pod_the_edge_refuses_is_failed_not_stuck(world: World) -> None:
@@ -275,7 +283,7 @@ async def test_missing_configmap_waits_then_runs(world: World) -> None:
     )
     await asyncio.sleep(2)
     assert phase(w.pod("waits") or {}) == "Pending"
-    assert "FailedMount" in w.events("waits")
+    await w.wait_events("waits", "FailedMount")
     w.apply(
         {
             "apiVersion": "v1",
@@ -346,34 +354,13 @@ async def _outage(k8s: K8sInfo, tmp_path: Path, node: str, ns: str) -> None:
 async def test_service_account_token_is_refreshed_in_the_running_pod(world: World) -> None:
     w = world
     w.kubectl("create", "serviceaccount", "rotator", "-n", w.ns)
-    watch = (
-        "t=/var/run/secrets/tokens/token; first=$(cat $t); i=0; "
-        'while [ "$(cat $t)" = "$first" ]; do i=$((i+1)); [ $i -gt 300 ] && exit 3; sleep 0.1; '
-        "done; echo changed; cat $t"
-    )
     w.apply(
         bound_pod(
             w,
             "rotates",
-            [
-                {
-                    "name": "main",
-                    "image": "busybox",
-                    "command": ["sh", "-c", watch],
-                    "volumeMounts": [{"name": "tok", "mountPath": "/var/run/secrets/tokens"}],
-                }
-            ],
+            [token_watcher()],
             serviceAccountName="rotator",
-            volumes=[
-                {
-                    "name": "tok",
-                    "projected": {
-                        "sources": [
-                            {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}
-                        ]
-                    },
-                }
-            ],
+            volumes=[token_volume(600)],
         )
     )
     done = await w.wait_pod("rotates", lambda p: phase(p) in ("Succeeded", "Failed"), 60)
