@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -511,3 +512,25 @@ async def test_ping_reports_capacity(make_plugin: Callable[..., Plugin]) -> None
     assert res["pods"] == "7"
     assert int(res["cpu"]) == os.cpu_count()
     assert res["memory"].endswith(("Gi", "Mi"))
+
+
+async def test_pod_whose_directory_is_wiped_is_stopped(plugin: Plugin) -> None:
+    pod = make_pod("wiped-1", [sh("main", "echo ready; sleep 60")], grace=1)
+    await create(plugin, pod)
+    await wait_for(plugin, pod, running("main"))
+    pod_dir = plugin.pods_dir / "wiped-1"
+    runner = int((pod_dir / "runner.pid").read_text())
+    shutil.rmtree(pod_dir)  # e.g. the plugin's state_dir removed while pods run
+    deadline = time.monotonic() + 10
+    while find_pod_processes({str(pod_dir)}) or _alive(runner):
+        assert time.monotonic() < deadline, "the orphaned pod still runs"
+        await asyncio.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.split(")")[1].split()[0] != "Z"  # a zombie has ended

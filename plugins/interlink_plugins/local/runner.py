@@ -15,7 +15,9 @@ session / process group, and records everything as files so that the plugin can 
   tell from its size alone (one ``stat``) whether anything changed since its last look.
 
 On SIGTERM (pod deletion) it sends SIGTERM to every running container, waits the grace period
-(``<pod_dir>/grace`` if the plugin wrote one, else the spec's), then SIGKILLs what is left.
+(``<pod_dir>/grace`` if the plugin wrote one, else the spec's), then SIGKILLs what is left. It
+does the same when its pod directory disappears (the plugin's state was wiped): a pod nobody can
+see or delete any more is not left running.
 Exit codes follow the Kubernetes convention (128 + signal: 143 for SIGTERM, 137 for SIGKILL).
 
 The runner uses the standard library only (a ``selectors`` loop, no asyncio, no pydantic) so that
@@ -47,10 +49,13 @@ def write_atomic(path: Path, content: str, events: Path) -> None:
     a byte to the pod's ``events`` file (after the write: whoever sees the new size also sees
     the file)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(content)
-    os.replace(tmp, path)
-    with open(events, "ab") as fh:
-        fh.write(b".")
+    try:
+        tmp.write_text(content)
+        os.replace(tmp, path)
+        with open(events, "ab") as fh:
+            fh.write(b".")
+    except FileNotFoundError:  # the pod directory was removed: nobody will read it
+        pass
 
 
 class Container:
@@ -263,6 +268,8 @@ class Runner:
     def _loop(self, containers: list[Container]) -> None:
         stopping = False
         while any(c.running for c in containers):
+            if not self.stop_requested and not os.path.isdir(self.pod_dir):
+                self.stop_requested = True  # orphaned: the plugin's state was wiped
             for key, _ in self.sel.select(timeout=0.5):
                 if key.data is None:
                     with contextlib.suppress(OSError):
