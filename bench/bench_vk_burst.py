@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
 import signal
 import ssl
 import statistics
@@ -38,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -50,7 +48,7 @@ from interlink_core.embedded import EmbeddedEdge  # noqa: E402
 from interlink_vk.config import JOB_ID_ANNOTATION, VK_TAINT_KEY, VKConfig  # noqa: E402
 from interlink_vk.kube import Kube  # noqa: E402
 from tests.helpers.k8s import K8sInfo, ensure_k8s, kubectl  # noqa: E402
-from tests.helpers.vk import approve_csr  # noqa: E402
+from tests.helpers.vk import approve_csr, loopback_ip, start_vk_process  # noqa: E402
 from tests.helpers.world import stop  # noqa: E402
 
 
@@ -87,7 +85,7 @@ class Bench:
         self.interval = interval
         self.node = f"bench-vk-{uuid.uuid4().hex[:6]}"
         self.ns = f"bench-{uuid.uuid4().hex[:6]}"
-        self.ip = f"127.0.{random.randint(2, 250)}.{random.randint(2, 250)}"
+        self.ip = loopback_ip()
         self.created: dict[str, float] = {}
         self.running: dict[str, float] = {}
         self.vk: subprocess.Popen[bytes] | None = None
@@ -96,25 +94,14 @@ class Bench:
 
     # -- processes ---------------------------------------------------------------------------
     def start_vk(self) -> None:
-        cfg = self.root / "vk.yaml"
-        cfg.write_text(
-            yaml.safe_dump(
-                {
-                    "node_name": self.node,
-                    "kubeconfig": str(self.k8s.kubeconfig),
-                    "edge": {"url": self.edge.url, "token": self.edge.token},
-                    "status_interval_seconds": self.interval,
-                    "internal_ip": self.ip,
-                    "state_dir": str(self.root / "vk-state"),
-                }
-            )
-        )
-        log = (self.root / "vk.log").open("ab")
-        self.vk = subprocess.Popen(
-            [sys.executable, "-m", "interlink_core.cli", "vk", "-c", str(cfg)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        self.vk = start_vk_process(
+            self.k8s,
+            self.root,
+            self.node,
+            self.edge.url,
+            self.edge.token,
+            status_interval_seconds=self.interval,
+            internal_ip=self.ip,
         )
 
     async def vk_metrics(self) -> str:

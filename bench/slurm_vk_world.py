@@ -7,20 +7,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.helpers.k8s import K8sInfo, kubectl  # noqa: E402
-from tests.helpers.vk import approve_csr  # noqa: E402
+from tests.helpers.vk import approve_csr, loopback_ip, start_vk_process  # noqa: E402
 from tests.helpers.world import Service, start_api, start_plugin, stop  # noqa: E402
 
 TOKEN = "bench-slurm-vk-token"
@@ -36,7 +33,7 @@ class World:
         self.partition = partition
         self.node = f"bench-{uuid.uuid4().hex[:6]}"
         self.ns = f"bench-{uuid.uuid4().hex[:6]}"
-        self.ip = f"127.0.{random.randint(2, 250)}.{random.randint(2, 250)}"
+        self.ip = loopback_ip()
         self.plugin: Service | None = None
         self.api: Service | None = None
         self.vk: subprocess.Popen[bytes] | None = None
@@ -54,24 +51,9 @@ class World:
             {"plugin": {"url": self.plugin.url}, "auth": {"insecure_dev_token": TOKEN}},
         )
         kubectl(self.k8s, "create", "namespace", self.ns)
-        cfg = self.root / "vk.yaml"
         # the VK's defaults for everything that is not where to find things
-        cfg.write_text(
-            yaml.safe_dump(
-                {
-                    "node_name": self.node,
-                    "kubeconfig": str(self.k8s.kubeconfig),
-                    "edge": {"url": self.api.url, "token": TOKEN},
-                    "internal_ip": self.ip,
-                    "state_dir": str(self.root / "vk-state"),
-                }
-            )
-        )
-        self.vk = subprocess.Popen(
-            [sys.executable, "-m", "interlink_core.cli", "vk", "-c", str(cfg)],
-            stdout=(self.root / "vk.log").open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        self.vk = start_vk_process(
+            self.k8s, self.root, self.node, self.api.url, TOKEN, internal_ip=self.ip
         )
         stop_csr = asyncio.Event()
         approver = asyncio.create_task(approve_csr(self.k8s, self.node, stop_csr))

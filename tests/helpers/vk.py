@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import kr8s.asyncio
+import yaml
 
 from interlink_core.client import InterLinkClient, Retry, static_token
 from interlink_core.embedded import EmbeddedEdge
@@ -31,7 +32,7 @@ from interlink_vk.pods import PodController
 from interlink_vk.reaper import HeartbeatReaper
 from tests.helpers.k8s import K8sInfo, kubectl
 from tests.helpers.slurm import SlurmInfo
-from tests.helpers.world import REPO, start_api, start_plugin
+from tests.helpers.world import INTERLINK, REPO, start_api, start_plugin
 
 
 @dataclass
@@ -176,7 +177,7 @@ async def running_vk(
     admin unless ``kubeconfig`` names another identity."""
     node = f"{prefix}-{uuid.uuid4().hex[:6]}"
     ns = f"t-{uuid.uuid4().hex[:6]}"
-    ip = ip or f"127.0.{random.randint(2, 250)}.{random.randint(2, 250)}"
+    ip = ip or loopback_ip()
     kubectl(k8s, "create", "namespace", ns)
     config = VKConfig(
         node_name=node,
@@ -276,3 +277,37 @@ def token_volume(seconds: int) -> dict[str, Any]:
     """A projected volume with one service-account token of this lifetime."""
     source = {"serviceAccountToken": {"path": "token", "expirationSeconds": seconds}}
     return {"name": "tok", "projected": {"sources": [source]}}
+
+
+# --- `interlink vk` as a process of its own ------------------------------------------------------
+
+
+def loopback_ip() -> str:
+    """A loopback address of its own for a VK's kubelet API (other VKs may run on this host)."""
+    return f"127.0.{random.randint(2, 250)}.{random.randint(2, 250)}"
+
+
+def start_vk_process(
+    k8s: K8sInfo, root: Path, node: str, edge_url: str, token: str, **settings: Any
+) -> subprocess.Popen[bytes]:
+    """``interlink vk`` as its own process for ``node``: its configuration written to
+    ``root/vk.yaml`` (``settings`` added to it; state under ``root/vk-state``), its output
+    appended to ``root/vk.log``. Calling it again restarts the same VK."""
+    config = root / "vk.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "node_name": node,
+                "kubeconfig": str(k8s.kubeconfig),
+                "edge": {"url": edge_url, "token": token},
+                "state_dir": str(root / "vk-state"),
+                **settings,
+            }
+        )
+    )
+    return subprocess.Popen(
+        [*INTERLINK, "vk", "--config", str(config), "--log-level", "info"],
+        stdout=(root / "vk.log").open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )

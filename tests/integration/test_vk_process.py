@@ -5,42 +5,22 @@ the middle of the burst and started again; no pod is lost and none is submitted 
 from __future__ import annotations
 
 import json
-import random
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from interlink_core.embedded import EmbeddedEdge
 from interlink_vk.config import JOB_ID_ANNOTATION, VK_TAINT_KEY
 from tests.helpers.k8s import K8sInfo, kubectl
+from tests.helpers.vk import loopback_ip, start_vk_process
 from tests.helpers.world import stop
 
 pytestmark = pytest.mark.integration
-
-
-def start_vk(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "interlink_core.cli",
-            "vk",
-            "--config",
-            str(config),
-            "--log-level",
-            "info",
-        ],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
 
 
 def get_json(k8s: K8sInfo, *args: str) -> Any:
@@ -72,23 +52,17 @@ def test_deployment_of_20_survives_vk_kill_9(k8s: K8sInfo, tmp_path: Path) -> No
     ns = f"t-{uuid.uuid4().hex[:6]}"
     log = tmp_path / "vk.log"
     with EmbeddedEdge(state_dir=tmp_path / "edge") as edge:
-        cfg = tmp_path / "vk.yaml"
-        cfg.write_text(
-            yaml.safe_dump(
-                {
-                    "node_name": node,
-                    "kubeconfig": str(k8s.kubeconfig),
-                    "edge": {"url": edge.url, "token": edge.token},
-                    "status_interval_seconds": 0.5,
-                    "ping_interval_seconds": 1,
-                    "create_concurrency": 4,
-                    # a loopback address of its own for the kubelet API (other VKs may run)
-                    "internal_ip": f"127.0.{random.randint(2, 250)}.{random.randint(2, 250)}",
-                    "state_dir": str(tmp_path / "vk-state"),
-                }
-            )
-        )
-        vk = start_vk(cfg, log)
+        settings = {
+            "status_interval_seconds": 0.5,
+            "ping_interval_seconds": 1,
+            "create_concurrency": 4,
+            "internal_ip": loopback_ip(),
+        }
+
+        def start_vk() -> subprocess.Popen[bytes]:
+            return start_vk_process(k8s, tmp_path, node, edge.url, edge.token, **settings)
+
+        vk = start_vk()
         try:
             wait(lambda: node_ready(k8s, node), 30, "the virtual node to be Ready", log)
             kubectl(k8s, "create", "namespace", ns)
@@ -124,7 +98,7 @@ def test_deployment_of_20_survives_vk_kill_9(k8s: K8sInfo, tmp_path: Path) -> No
 
             wait(lambda: len(submitted()) >= 3, 60, "the burst to start", log)
             stop(vk, signal.SIGKILL)  # mid-burst
-            vk = start_vk(cfg, log)
+            vk = start_vk()
 
             def all_running() -> list[dict[str, Any]] | None:
                 pods = get_json(k8s, "pods", "-n", ns)["items"]
