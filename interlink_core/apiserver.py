@@ -41,7 +41,7 @@ from . import __version__
 from .auth import AuthConfig, Authenticator, Identity
 from .client import SESSION_HEADER, PluginClient, RemoteError
 from .config import StrictModel, load_config
-from .errors import BackendUnavailable, Forbidden, InterLinkError, NotFound, Unsupported
+from .errors import BackendUnavailable, Forbidden, InterLinkError, NotFound, is_final
 from .models import (
     JSON,
     POD_LIST,
@@ -443,8 +443,8 @@ def make_app(config: ApiServerConfig) -> Any:
         except (RemoteError, BackendUnavailable) as exc:
             route = request.url.path if request.url.path in _ROUTES else "other"
             metrics.plugin_errors.labels(route).inc()
-            if isinstance(exc, RemoteError) and exc.status_code < 500:
-                raise
+            if isinstance(exc, RemoteError) and is_final(exc.status_code):
+                raise  # the plugin's own refusal (4xx) or "cannot" (501) goes to the caller
             raise BackendUnavailable(f"the plugin failed: {exc.message}", 502) from None
 
     def owned_or_refuse(edge: Edge, who: Identity, uids: list[str]) -> dict[str, Any]:
@@ -551,26 +551,14 @@ def make_app(config: ApiServerConfig) -> Any:
         namespace, name, uid = pod_meta(body.pod)
         if uid not in owned_or_refuse(edge, who, [uid]):
             raise NotFound(f"pod {namespace}/{name} is not known to this API server")
-        try:
-            await forward(
-                request,
-                edge.plugin.update_volumes(
-                    retrieved_pod_data(body),
-                    session=request.state.session,
-                    headers=plugin_headers(who),
-                ),
-            )
-        except RemoteError as exc:
-            # a router's own answer (no such route), not the plugin saying the pod is unknown
-            no_route = exc.status_code == 405 or (
-                exc.status_code == 404 and exc.message.strip().lower() in _NO_ROUTE
-            )
-            if not no_route:
-                raise
-            raise Unsupported(
-                "the plugin has no /updateVolumes route (an upstream plugin?): volumes of "
-                "running pods cannot be updated"
-            ) from None
+        await forward(
+            request,
+            edge.plugin.update_volumes(
+                retrieved_pod_data(body),
+                session=request.state.session,
+                headers=plugin_headers(who),
+            ),
+        )
         return PlainTextResponse("updated")
 
     @app.get("/getLogs", response_class=PlainTextResponse, tags=["VK → API server"])
@@ -625,7 +613,6 @@ def make_app(config: ApiServerConfig) -> Any:
     return BodyLimit(Observe(app, metrics), config.max_request_bytes)
 
 
-_NO_ROUTE = {"not found", "404 page not found"}  # FastAPI / Starlette and Go's net/http
 _ROUTES = {
     "/create",
     "/delete",

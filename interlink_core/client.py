@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from .errors import BackendUnavailable, InterLinkError
+from .errors import BackendUnavailable, InterLinkError, Unsupported, is_final
 from .models import (
     JSON,
     POD_STATUS_LIST,
@@ -51,6 +51,9 @@ class Retry:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
         d: float = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         return d * (0.5 + random.random() / 2)  # noqa: S311
+
+
+_NO_ROUTE = {"not found", "404 page not found"}  # FastAPI / Starlette and Go's net/http
 
 
 class RemoteError(InterLinkError):
@@ -149,7 +152,7 @@ class _Wire:
                 if resp.status_code in ok:
                     return resp
                 err = RemoteError(_message(resp), resp.status_code)
-                if resp.status_code < 500 or resp.status_code == 501:  # 501: never will
+                if is_final(resp.status_code):
                     raise err
                 last = err
             if attempt < self.retry.attempts:
@@ -362,8 +365,23 @@ class PluginClient(_ClientBase):
         session: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        """Rewrite the volume files of a running pod on the plugin (``POST /updateVolumes``)."""
-        await self.wire.call("POST", "/updateVolumes", dump(data), session=session, headers=headers)
+        """Rewrite the volume files of a running pod on the plugin (``POST /updateVolumes``);
+        :class:`Unsupported` when the plugin cannot or has no such route (upstream plugins)."""
+        try:
+            await self.wire.call(
+                "POST", "/updateVolumes", dump(data), session=session, headers=headers
+            )
+        except RemoteError as exc:
+            # a router's own "no such route" (not the plugin saying the pod is unknown)
+            no_route = exc.status_code == 405 or (
+                exc.status_code == 404 and exc.message.strip().lower() in _NO_ROUTE
+            )
+            if no_route:
+                raise Unsupported(
+                    "the plugin has no /updateVolumes route (an upstream plugin?): volumes of "
+                    "running pods cannot be updated"
+                ) from None
+            raise
 
     async def ping(
         self, session: str | None = None, headers: dict[str, str] | None = None

@@ -51,5 +51,11 @@ class Unsupported(InterLinkError):
     status_code = 501
 
 
+def is_final(status_code: int) -> bool:
+    """Whether an error answer is the remote's last word, which retrying cannot change: a 4xx
+    (the request is wrong) or a 501 (the remote cannot do this at all)."""
+    return status_code < 500 or status_code == Unsupported.status_code
+
+
 class ConfigError(Exception):
     """Configuration that cannot be used; the message names the key and the fix."""

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from interlink_core.client import InterLinkClient, RemoteError, static_token
+from interlink_core.models import PodCreateRequests
 from interlink_plugins.slurm.scratch import decode_comment
 from tests.helpers.slurm import SlurmInfo
 from tests.helpers.slurm_edge import (
@@ -24,8 +26,10 @@ from tests.helpers.slurm_edge import (
     slurm_edge,
     state,
 )
+from tests.helpers.world import start_api, start_plugin
 
 pytestmark = pytest.mark.integration
+TOKEN = "scratch-dev-token-0123"
 
 
 @pytest.fixture
@@ -281,3 +285,33 @@ async def test_oversize_volume_payload_is_refused(edge: Edge) -> None:
     assert "spec.volumes" in error and "max_script_bytes" in error and "'blob'" in error
     assert edge.plugin.calls.sbatch == 0
     assert edge.plugin.store.all() == []
+
+
+async def test_update_volumes_through_the_api_server_is_a_501(
+    slurm: SlurmInfo, tmp_path: Path
+) -> None:
+    """What a VK sees when it refreshes tokens of a pod in this mode: the plugin's 501 reaches
+    it as a 501 (not a 502 it would retry for ever)."""
+    config = {
+        "runtime": "host",
+        "partition": slurm.partition,
+        "shared_filesystem": False,
+        "scratch_dir": str(tmp_path / "scratch"),
+        "log_dir": str(tmp_path / "logs"),
+    }
+    plugin = start_plugin(tmp_path / "plugin", "slurm", config)
+    api = start_api(
+        tmp_path / "api", {"plugin": {"url": plugin.url}, "auth": {"insecure_dev_token": TOKEN}}
+    )
+    try:
+        async with InterLinkClient(api.url, token=static_token(TOKEN)) as vk:
+            pod = make_pod([{"name": "main", "image": "none", "command": ["sleep", "60"]}])
+            await vk.create(PodCreateRequests(pod=pod))
+            with pytest.raises(RemoteError) as err:
+                await vk.update_volumes(PodCreateRequests(pod=pod))
+            assert err.value.status_code == 501
+            assert "shared_filesystem: false" in err.value.message
+            await vk.delete(pod)
+    finally:
+        api.stop()
+        plugin.stop()
