@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -25,6 +24,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from percentiles import summary_ms  # noqa: E402  (bench/, next to this script)
 
 from interlink_core.apiserver import retrieved_pod_data  # noqa: E402
 from interlink_core.client import InterLinkClient, PluginClient, static_token  # noqa: E402
@@ -43,20 +44,6 @@ def pod(name: str, command: list[str] | None = None) -> dict[str, Any]:
             "containers": [{"name": "main", "image": "none", "command": command or ["true"]}],
             "terminationGracePeriodSeconds": 5,
         },
-    }
-
-
-def pct(samples: list[float], q: float) -> float:
-    s = sorted(samples)
-    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    return {
-        "p50_ms": pct(samples, 0.5) * 1000,
-        "p95_ms": pct(samples, 0.95) * 1000,
-        "mean_ms": statistics.fmean(samples) * 1000,
-        "n": len(samples),
     }
 
 
@@ -94,7 +81,7 @@ async def bench(root: Path, pods: int, creates: int, repeat: int, settle: float)
                 await asyncio.sleep(settle)
                 a_create.append(await timed(edge.create(PodCreateRequests(pod=p_api))))
                 await asyncio.sleep(settle)
-            results["create"] = {"direct": summary(d_create), "api": summary(a_create)}
+            results["create"] = {"direct": summary_ms(d_create), "api": summary_ms(a_create)}
             # fill up to `pods` tracked pods, created through the API server
             tracked = []
             sem = asyncio.Semaphore(16)
@@ -125,7 +112,7 @@ async def bench(root: Path, pods: int, creates: int, repeat: int, settle: float)
                     a.append(await timed(edge.status(batch)))
                 answered = await edge.status(batch)
                 assert len(answered) == n, f"API answered {len(answered)} statuses for {n} pods"
-                results["status"][str(n)] = {"direct": summary(d), "api": summary(a)}
+                results["status"][str(n)] = {"direct": summary_ms(d), "api": summary_ms(a)}
             t0 = time.perf_counter()
 
             async def drop(p: dict[str, Any]) -> None:

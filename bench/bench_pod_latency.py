@@ -28,9 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import kr8s.asyncio  # noqa: E402
-from bench_slurm_latency import POLL, gone, summary, write_table  # noqa: E402
+from bench_slurm_latency import POLL, gone, write_table  # noqa: E402
+from percentiles import summary_ms  # noqa: E402
 from slurm_vk_world import World  # noqa: E402
 
+from interlink_core.names import JOB_ID_ANNOTATION, VK_TAINT_KEY  # noqa: E402
 from tests.helpers.k8s import ensure_k8s  # noqa: E402
 from tests.helpers.slurm import ensure_slurm  # noqa: E402
 
@@ -72,7 +74,7 @@ async def pod_once(api: Any, world: World) -> float:
         "metadata": {"name": name, "namespace": world.ns},
         "spec": {
             "nodeSelector": {"kubernetes.io/hostname": world.node},
-            "tolerations": [{"key": "virtual-node.interlink/no-schedule", "operator": "Exists"}],
+            "tolerations": [{"key": VK_TAINT_KEY, "operator": "Exists"}],
             "automountServiceAccountToken": False,
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 1,
@@ -89,7 +91,7 @@ async def pod_once(api: Any, world: World) -> float:
         ):
             raw = obj.raw
             if (raw.get("status") or {}).get("phase") == "Running":
-                job = (raw["metadata"].get("annotations") or {}).get("interlink.eu/job-id", "")
+                job = (raw["metadata"].get("annotations") or {}).get(JOB_ID_ANNOTATION, "")
                 running.set()
                 return
 
@@ -131,8 +133,8 @@ async def bench(root: Path, n: int) -> dict[str, Any]:
         world.stop()
     return {
         "n": n,
-        "raw": summary(raw),
-        "pod": summary(pods),
+        "raw": summary_ms(raw),
+        "pod": summary_ms(pods),
         "ratio_median": statistics.median(pods) / statistics.median(raw),
         "samples": {"raw": raw, "pod": pods},
     }

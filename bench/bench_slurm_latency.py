@@ -27,6 +27,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from percentiles import summary_ms  # noqa: E402  (bench/, next to this script)
+
 from interlink_core.config import build_config  # noqa: E402
 from interlink_core.models import RetrievedPodData  # noqa: E402
 from interlink_core.store import JobRecord  # noqa: E402
@@ -91,17 +93,6 @@ async def ours_once(plugin: SlurmPlugin) -> float:
     return elapsed
 
 
-def summary(xs: list[float]) -> dict[str, float]:
-    """Median, p95, min and max in milliseconds."""
-    s = sorted(xs)
-    return {
-        "median_ms": statistics.median(s) * 1000,
-        "p95_ms": s[int(0.95 * (len(s) - 1))] * 1000,
-        "min_ms": s[0] * 1000,
-        "max_ms": s[-1] * 1000,
-    }
-
-
 def write_table(r: dict[str, Any], name: str, rows: tuple[tuple[str, str], ...]) -> None:
     """Write ``r`` to bench/out/<name>.json and print its table (``rows``: key, label)."""
     out = REPO / "bench" / "out"
@@ -112,7 +103,7 @@ def write_table(r: dict[str, Any], name: str, rows: tuple[tuple[str, str], ...])
     for key, label in rows:
         v = r[key]
         print(
-            f"| {label} | {v['median_ms']:.0f} ms | {v['p95_ms']:.0f} ms | "
+            f"| {label} | {v['p50_ms']:.0f} ms | {v['p95_ms']:.0f} ms | "
             f"{v['min_ms']:.0f} ms | {v['max_ms']:.0f} ms |"
         )
     print(f"ratio of medians: {r['ratio_median']:.2f}")
@@ -136,8 +127,8 @@ async def bench(root: Path, n: int) -> dict[str, Any]:
 
     return {
         "n": n,
-        "raw": summary(raw),
-        "ours": summary(ours),
+        "raw": summary_ms(raw),
+        "ours": summary_ms(ours),
         "ratio_median": statistics.median(ours) / statistics.median(raw),
     }
 

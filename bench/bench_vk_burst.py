@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import kr8s.asyncio  # noqa: E402
+from percentiles import pct  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from interlink_core.embedded import EmbeddedEdge  # noqa: E402
@@ -60,11 +61,6 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
         for s in family.samples
         if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
     )
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
