@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.helpers.world import REPO, in_ci, need
+from tests.world.world import env_lines
 
 K8S_UP = REPO / "tests/world/k8s-up"
 # A cold build of the binaries (tests/world/k8s/build) takes ~10 min on 2 cores.
@@ -31,16 +32,6 @@ _info: K8sInfo | None = None
 _failure: str | None = None  # why k8s-up failed this session (it is not retried)
 
 
-def _parse(stdout: str) -> dict[str, str]:
-    """The ``KEY=value`` lines k8s-up prints."""
-    values: dict[str, str] = {}
-    for line in stdout.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.isupper():
-            values[key] = value.strip()
-    return values
-
-
 def ensure_k8s() -> K8sInfo:
     """Start the world's control plane (once per session) and describe it.
 
@@ -59,7 +50,7 @@ def ensure_k8s() -> K8sInfo:
                 timeout=K8S_UP_TIMEOUT,
                 check=False,
             )
-            values = _parse(proc.stdout)
+            values = env_lines(proc.stdout)
             if proc.returncode == 0 and "KUBECONFIG" in values:
                 _info = K8sInfo(
                     kubeconfig=Path(values["KUBECONFIG"]),
