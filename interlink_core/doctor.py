@@ -17,7 +17,7 @@ from .auth import JWKSCache
 from .client import InterLinkClient, PluginClient, RemoteError, Retry, static_token
 from .config import load_config
 from .errors import ConfigError, InterLinkError
-from .names import VK_TYPE_LABEL
+from .names import CONNECTIVITY_CONDITION, VK_NODE_SELECTOR
 
 
 @dataclass
@@ -181,7 +181,7 @@ async def check_nodes(report: Report, kubeconfig: Path) -> None:
     try:
         api = await kr8s.asyncio.api(kubeconfig=str(kubeconfig))
         answer = await KubeJSON(api).call(
-            "GET", "nodes", params={"labelSelector": f"{VK_TYPE_LABEL}=virtual-kubelet"}
+            "GET", "nodes", params={"labelSelector": VK_NODE_SELECTOR}
         )
     except Exception as exc:
         report.fail(
@@ -198,7 +198,7 @@ async def check_nodes(report: Report, kubeconfig: Path) -> None:
     for node in nodes:
         name = node["metadata"]["name"]
         conds = {c.get("type"): c for c in (node.get("status") or {}).get("conditions") or []}
-        link = conds.get("InterLinkConnectivity") or {}
+        link = conds.get(CONNECTIVITY_CONDITION) or {}
         if (conds.get("Ready") or {}).get("status") == "True":
             report.ok(f"virtual node {name} is Ready ({link.get('message') or 'edge reachable'})")
         else:

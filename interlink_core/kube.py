@@ -6,12 +6,14 @@ Used by the virtual kubelet and by Dask's Kubernetes mode; needs the ``kr8s`` pa
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kr8s import ServerError
 from kr8s.asyncio import Api
 
+from .jobfiles import rfc3339
 from .models import JSON
 
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
@@ -20,8 +22,9 @@ LEASES_API = "coordination.k8s.io/v1"
 
 def now_rfc3339(micro: bool = False) -> str:
     """The current UTC time, as Kubernetes writes it (``MicroTime`` when ``micro``)."""
-    t = datetime.now(UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
+    if micro:
+        return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339(time.time())
 
 
 def parse_time(stamp: str) -> datetime:
@@ -92,3 +95,31 @@ class KubeJSON:
             if status_code(exc) == 404:
                 return None
             raise
+
+    async def delete(
+        self,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        *,
+        version: str = "v1",
+        base: str = "",
+        options: JSON | None = None,
+    ) -> bool:
+        """Delete one object with these ``DeleteOptions`` (``preconditions``,
+        ``gracePeriodSeconds``...); ``False`` if it is gone (404) or no longer the object the
+        preconditions name (409)."""
+        try:
+            await self.call(
+                "DELETE",
+                f"{kind}/{name}",
+                namespace=namespace,
+                version=version,
+                base=base,
+                body=options,
+            )
+        except ServerError as exc:
+            if status_code(exc) in (404, 409):
+                return False
+            raise
+        return True

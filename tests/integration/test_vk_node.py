@@ -21,6 +21,7 @@ from interlink_core.client import InterLinkClient, Retry, static_token
 from interlink_core.embedded import EmbeddedEdge
 from interlink_core.models import Accelerator, NodeResources, PingAnswer
 from interlink_vk.config import VK_TAINT_KEY, Capacity, EdgeConfig, Taint, VKConfig
+from interlink_vk.metrics import VKMetrics
 from interlink_vk.node import LEASE_NAMESPACE, NodeController
 from tests.helpers.k8s import K8sInfo, kubectl
 
@@ -113,7 +114,7 @@ async def running(k8s: K8sInfo, tmp_path: Path) -> AsyncIterator[Running]:
         retry=Retry(attempts=1),
         timeout=2.0,
     )
-    controller = NodeController(api, config, client, ping_timeout=2.0)
+    controller = NodeController(api, config, client, ping_timeout=2.0, metrics=VKMetrics())
     stop = asyncio.Event()
     task = asyncio.create_task(controller.run(stop))
     run = Running(name, api, controller, edge, tmp_path / "edge")
@@ -306,7 +307,7 @@ async def test_edge_taints_are_applied_and_foreign_taints_kept(
         ),
         taints=[{"key": "site.example/maintenance", "value": "soon", "effect": "NoSchedule"}],
     )
-    controller = NodeController(api, config, edge)  # type: ignore[arg-type]
+    controller = NodeController(api, config, edge, metrics=VKMetrics())  # type: ignore[arg-type]
     stop = asyncio.Event()
     task = asyncio.create_task(controller.run(stop))
     run = Running(name, api, controller, EmbeddedEdge(state_dir=tmp_path), tmp_path)

@@ -21,6 +21,7 @@ from interlink_core.embedded import EmbeddedEdge
 from interlink_core.models import LogStruct
 from interlink_vk.config import JOB_ID_ANNOTATION, VKConfig
 from interlink_vk.kube import Kube
+from interlink_vk.metrics import VKMetrics
 from interlink_vk.pods import PodController
 from tests.helpers.k8s import K8sInfo, kubectl
 from tests.helpers.vk import token_volume, token_watcher
@@ -129,7 +130,7 @@ async def world(k8s: K8sInfo, tmp_path: Path) -> AsyncIterator[World]:
         )
         api = await kr8s.asyncio.api(kubeconfig=str(k8s.kubeconfig))
         async with InterLinkClient(edge.url, token=static_token(edge.token)) as client:
-            controller = PodController(Kube(api), config, client)
+            controller = PodController(Kube(api), config, client, VKMetrics())
             stop = asyncio.Event()
             task = asyncio.create_task(controller.run(stop))
             try:
@@ -325,7 +326,9 @@ async def _outage(k8s: K8sInfo, tmp_path: Path, node: str, ns: str) -> None:
         async with InterLinkClient(
             edge.url, token=static_token(edge.token), retry=Retry(attempts=1)
         ) as client:
-            task = asyncio.create_task(PodController(Kube(api), config, client).run(stop))
+            task = asyncio.create_task(
+                PodController(Kube(api), config, client, VKMetrics()).run(stop)
+            )
             w = World(k8s, node, ns, client)
             w.apply(
                 bound_pod(

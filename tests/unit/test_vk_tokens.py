@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from interlink_core.client import RemoteError
 from interlink_core.models import PodCreateRequests
 from interlink_vk.config import VKConfig
+from interlink_vk.metrics import VKMetrics
 from interlink_vk.pods import PodController
 from interlink_vk.tokens import (
     MAX_TOKEN_AGE,
@@ -85,7 +86,7 @@ class FakeEdge:
 def controller(edge: FakeEdge) -> tuple[PodController, FakeKube]:
     kube = FakeKube()
     config = VKConfig(node_name="vn", edge={"url": "http://edge", "token": "t"})
-    return PodController(kube, config, edge), kube  # type: ignore[arg-type]
+    return PodController(kube, config, edge, VKMetrics()), kube  # type: ignore[arg-type]
 
 
 def running_pod() -> dict[str, object]:

@@ -7,8 +7,6 @@ import json
 import logging
 from collections.abc import AsyncIterator
 
-from kr8s import ServerError
-
 from interlink_core.kube import MERGE_PATCH, KubeJSON, now_rfc3339, status_code
 from interlink_core.models import JSON
 
@@ -46,17 +44,14 @@ class Kube(KubeJSON):
             "PATCH", url, namespace=meta["namespace"], body=patch, headers=MERGE_PATCH
         )
 
-    async def delete_pod_now(self, pod: JSON) -> None:
-        """Remove a pod for good (grace period 0, only this very pod: UID precondition)."""
+    async def delete_pod(self, pod: JSON, grace: int | None = None) -> bool:
+        """Delete this very pod (UID precondition) with ``grace`` seconds (``None``: its own
+        grace period; 0: for good, as a kubelet does); ``False`` if it was gone or replaced."""
         meta = pod["metadata"]
-        body = {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}
-        try:
-            await self.call(
-                "DELETE", f"pods/{meta['name']}", namespace=meta["namespace"], body=body
-            )
-        except ServerError as exc:
-            if status_code(exc) not in (404, 409):
-                raise
+        options: JSON = {"preconditions": {"uid": meta["uid"]}}
+        if grace is not None:
+            options["gracePeriodSeconds"] = grace
+        return await self.delete("pods", meta["namespace"], meta["name"], options=options)
 
     async def event(
         self, pod: JSON, reason: str, message: str, node: str, warning: bool = False

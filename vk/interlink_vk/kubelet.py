@@ -136,11 +136,10 @@ def _int(value: str | None) -> int:
 
 
 def make_kubelet_app(
-    config: VKConfig, kube: Kube, edge: InterLinkClient, metrics: VKMetrics | None = None
+    config: VKConfig, kube: Kube, edge: InterLinkClient, metrics: VKMetrics
 ) -> FastAPI:
     """The kubelet API app (``/containerLogs``, ``/metrics``, ``/healthz``)."""
     auth = KubeletAuth(kube, config.node_name)
-    meter = metrics or VKMetrics()
     app = FastAPI(
         title=f"interLink virtual kubelet {config.node_name}",
         docs_url=None,
@@ -157,7 +156,7 @@ def make_kubelet_app(
         refused = await auth.refusal(request, "metrics")
         if refused is not None:
             return refused
-        return Response(meter.exposition(), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/containerLogs/{namespace}/{pod}/{container}")
     async def container_logs(
@@ -195,7 +194,7 @@ def make_kubelet_app(
         except ValidationError as exc:
             return JSONResponse({"error": validation_message(exc)}, status_code=400)
         try:
-            async with meter.edge_call("logs"):
+            async with metrics.edge_call("logs"):
                 if not req.Opts.Follow:
                     return Response(await edge.logs(req), media_type="text/plain")
                 stream = await edge.open_log_stream(req)
@@ -366,8 +365,8 @@ async def serve_kubelet(
     kube: Kube,
     edge: InterLinkClient,
     stop: asyncio.Event,
-    state_dir: Path | None = None,
-    metrics: VKMetrics | None = None,
+    state_dir: Path | None,
+    metrics: VKMetrics,
 ) -> None:
     """Serve the kubelet API on ``internal_ip:kubelet_port`` until ``stop``."""
     state = state_dir or Path(tempfile.gettempdir()) / f"interlink-vk-{config.node_name}"

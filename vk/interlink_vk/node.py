@@ -28,7 +28,7 @@ from kr8s import ServerError
 from interlink_core.client import InterLinkClient
 from interlink_core.kube import LEASES_API
 from interlink_core.models import JSON, PingAnswer
-from interlink_core.names import VK_TYPE_LABEL
+from interlink_core.names import CONNECTIVITY_CONDITION, VK_TYPE_LABEL, VK_TYPE_VALUE
 
 from .config import VK_TAINT_KEY, VKConfig
 from .kube import MERGE_PATCH, Kube, now_rfc3339, status_code
@@ -37,7 +37,6 @@ from .metrics import VKMetrics
 log = logging.getLogger(__name__)
 
 LEASE_NAMESPACE = "kube-node-lease"
-CONNECTIVITY = "InterLinkConnectivity"
 K8S_COMPAT_VERSION = "v1.33.13"
 
 try:
@@ -47,10 +46,10 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 KUBELET_VERSION = f"{K8S_COMPAT_VERSION}-interlink"
 BASE_LABELS = {
-    VK_TYPE_LABEL: "virtual-kubelet",
+    VK_TYPE_LABEL: VK_TYPE_VALUE,
     "kubernetes.io/role": "agent",
     "kubernetes.io/os": "linux",
-    "type": "virtual-kubelet",
+    "type": VK_TYPE_VALUE,
 }
 VK_TAINT: JSON = {"key": VK_TAINT_KEY, "value": "true", "effect": "NoSchedule"}
 _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
@@ -114,10 +113,10 @@ class NodeController:
         edge: InterLinkClient,
         *,
         ping_timeout: float | None = None,
-        metrics: VKMetrics | None = None,
+        metrics: VKMetrics,
     ) -> None:
         self.kube = Kube(api)
-        self.metrics = metrics or VKMetrics()
+        self.metrics = metrics
         self.config = config
         self.edge = edge
         self.name = config.node_name
@@ -186,7 +185,9 @@ class NodeController:
                     "Ready", "True", "KubeletReady", "the interLink edge is reachable", now
                 )
             )
-            out.append(self._condition(CONNECTIVITY, "True", "EdgeReachable", self.message, now))
+            out.append(
+                self._condition(CONNECTIVITY_CONDITION, "True", "EdgeReachable", self.message, now)
+            )
         else:
             out.append(
                 self._condition(
@@ -197,7 +198,11 @@ class NodeController:
                     now,
                 )
             )
-            out.append(self._condition(CONNECTIVITY, "False", "EdgeUnreachable", self.message, now))
+            out.append(
+                self._condition(
+                    CONNECTIVITY_CONDITION, "False", "EdgeUnreachable", self.message, now
+                )
+            )
         return out
 
     def status(self) -> JSON:

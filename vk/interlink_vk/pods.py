@@ -39,7 +39,7 @@ from .config import JOB_ID_ANNOTATION, UPSTREAM_JOB_ID_ANNOTATION, VKConfig
 from .kube import Kube
 from .metrics import VKMetrics
 from .podstatus import TERMINAL_PHASES, display_status, kube_status
-from .tokens import DEFAULT_TOKEN_SECONDS, adopted_refresh_at, refresh_at
+from .tokens import adopted_refresh_at, refresh_at, token_lifetime
 
 log = logging.getLogger("interlink.vk.pods")
 MIN_LIST_SPACING = 0.05  # seconds; coalesces the watch events of a burst
@@ -103,7 +103,7 @@ class PodController:
     kube: Kube
     config: VKConfig
     edge: InterLinkClient
-    metrics: VKMetrics = field(default_factory=VKMetrics)
+    metrics: VKMetrics
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     _pods: dict[str, JSON] = field(default_factory=dict)  # by UID: last LIST + our patches
     _creating: set[str] = field(default_factory=set)
@@ -171,17 +171,19 @@ class PodController:
                     now = loop.time()
                 self.wake.clear()  # before the cycle: a change during it wakes the next one
                 try:
-                    if changed or full:
+                    listing = changed or full
+                    if listing:
                         await self.sync_pods()
                         listed = True
+                    self._start(creates=listing)
                     if full:
                         await self.sync_status(self.tracked(), "full")
                         self._refresh_tokens()
                     elif fast:
-                        self._retry_deletes()
                         await self.sync_status(self.pending(), "pending")
                 except Exception:
                     log.exception("pod sync cycle failed; retrying")
+                self.metrics.count_pods(self._pods.values())  # after the LIST and the patches
                 if full:
                     next_full = now + self.config.status_interval_seconds
                 if full or fast:
@@ -221,7 +223,7 @@ class PodController:
             await asyncio.sleep(1)
 
     async def sync_pods(self) -> None:
-        """List the node's pods (one LIST); create the new ones, delete the deleted ones."""
+        """List the node's pods (one LIST), forgetting what is known of pods no longer there."""
         t0 = time.monotonic()
         pods = await self.kube.pods_on_node(self.node)
         self._listed_at = asyncio.get_running_loop().time()
@@ -231,21 +233,22 @@ class PodController:
         self._refused = {u: r for u, r in self._refused.items() if u in self._pods}
         self._token_due = {u: t for u, t in self._token_due.items() if u in self._pods}
         self._no_refresh &= self._pods.keys()
-        self.metrics.count_pods(pods)
-        self._retry_deletes()
-        for pod in pods:
-            uid = _uid(pod)
-            new = not (_deleting(pod) or _phase(pod) in TERMINAL_PHASES or job_id(pod))
-            if new and uid not in self._creating:
-                self._spawn(self._create(pod), self._creating, uid)
 
-    def _retry_deletes(self) -> None:
-        """Delete the pods marked for deletion (those the edge refused again after a backoff)."""
+    def _start(self, creates: bool) -> None:
+        """Start the deletions due (one the edge refused is tried again after a backoff),
+        then, right after a LIST (``creates``), the creations of new pods (one that must be
+        tried again waits for the next LIST)."""
         now = time.monotonic()
         for uid, pod in list(self._pods.items()):
             if _deleting(pod) and uid not in self._deleting:
                 if now >= self._refused.get(uid, (0, 0.0))[1]:
                     self._spawn(self._delete(pod), self._deleting, uid)
+        if not creates:
+            return
+        for uid, pod in list(self._pods.items()):
+            new = not (_deleting(pod) or _phase(pod) in TERMINAL_PHASES or job_id(pod))
+            if new and uid not in self._creating:
+                self._spawn(self._create(pod), self._creating, uid)
 
     def _backoff(self, uid: str) -> None:
         """Remember a refused deletion: the next try waits longer, up to the slow interval."""
@@ -392,7 +395,7 @@ class PodController:
         meta = pod["metadata"]
         sa = (pod.get("spec") or {}).get("serviceAccountName") or "default"
         spec: JSON = {
-            "expirationSeconds": int(source.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS),
+            "expirationSeconds": token_lifetime(source),
             "boundObjectRef": {
                 "kind": "Pod",
                 "apiVersion": "v1",
@@ -475,6 +478,7 @@ class PodController:
         finally:
             self._status_took = time.perf_counter() - t0
         by_uid: dict[str, PodStatus] = {s.UID: s for s in remote}
+        # not self._sem: the loop's own patches must not queue behind a burst of creates
         sem = asyncio.Semaphore(self.config.create_concurrency)
 
         async def one(pod: JSON) -> None:
@@ -496,7 +500,6 @@ class PodController:
 
         await asyncio.gather(*(one(p) for p in pods))
         self.metrics.status_cycle.labels(kind).observe(time.perf_counter() - t0)
-        self.metrics.count_pods(self._pods.values())
 
     async def _apply(self, pod: JSON, answer: PodStatus) -> None:
         """Patch the pod's status if it changed; an Event on a phase transition."""
@@ -533,7 +536,7 @@ class PodController:
                         )
                     self._backoff(uid)
                     return False
-        await self.kube.delete_pod_now(pod)
+        await self.kube.delete_pod(pod, grace=0)
         self._pods.pop(uid, None)
         self._refused.pop(uid, None)
         log.info("pod %s/%s deleted", pod["metadata"]["namespace"], pod["metadata"]["name"])

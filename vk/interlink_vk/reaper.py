@@ -20,13 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from kr8s import ServerError
-
 from interlink_core.kube import LEASES_API, lease_expiry
 from interlink_core.models import JSON
 
 from .config import HEARTBEAT_ANNOTATION, HEARTBEAT_LABEL, VKConfig
-from .kube import Kube, status_code
+from .kube import Kube
 from .metrics import VKMetrics
 
 log = logging.getLogger("interlink.vk.reaper")
@@ -54,7 +52,7 @@ class HeartbeatReaper:
     kube: Kube
     config: VKConfig
     pods: Callable[[], list[JSON]]  # the node's pods as the pod controller last listed them
-    metrics: VKMetrics = field(default_factory=VKMetrics)
+    metrics: VKMetrics
     _reaped: set[str] = field(default_factory=set)  # UIDs deleted, until they leave the list
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -112,17 +110,8 @@ class HeartbeatReaper:
         await self.kube.event(
             pod, "HeartbeatExpired", f"{why}: deleting the pod", self.config.node_name, warning=True
         )
-        try:
-            await self.kube.call(
-                "DELETE",
-                f"pods/{meta['name']}",
-                namespace=meta["namespace"],
-                body={"preconditions": {"uid": meta["uid"]}},
-            )
-        except ServerError as exc:
-            if status_code(exc) in (404, 409):
-                return 0  # gone already, or another pod of that name
-            raise
+        if not await self.kube.delete_pod(pod):
+            return 0  # gone already, or another pod of that name
         self._reaped.add(str(meta["uid"]))
         self.metrics.reaped.inc()
         return 1
@@ -130,24 +119,14 @@ class HeartbeatReaper:
     async def _delete_lease(self, lease: JSON) -> None:
         """Delete the expired Lease, unless it was renewed (or replaced) since it was read."""
         meta = lease["metadata"]
-        try:
-            await self.kube.call(
-                "DELETE",
-                f"leases/{meta['name']}",
-                namespace=meta["namespace"],
-                version=LEASES_API,
-                body={
-                    "preconditions": {
-                        "uid": meta["uid"],
-                        "resourceVersion": meta["resourceVersion"],
-                    }
-                },
-            )
-        except ServerError as exc:
-            if status_code(exc) in (404, 409):
-                log.info(
-                    "heartbeat lease %s/%s changed or gone; kept", meta["namespace"], meta["name"]
-                )
-                return
-            raise
+        preconditions = {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]}
+        if not await self.kube.delete(
+            "leases",
+            meta["namespace"],
+            meta["name"],
+            version=LEASES_API,
+            options={"preconditions": preconditions},
+        ):
+            log.info("heartbeat lease %s/%s changed or gone; kept", meta["namespace"], meta["name"])
+            return
         log.info("heartbeat lease %s/%s deleted", meta["namespace"], meta["name"])

@@ -18,6 +18,11 @@ MAX_TOKEN_AGE = 24 * 3600.0
 """A token older than this is refreshed whatever its lifetime (as a kubelet does)."""
 
 
+def token_lifetime(source: JSON) -> int:
+    """The lifetime (seconds) a ``serviceAccountToken`` source asks for."""
+    return int(source.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS)
+
+
 def token_lifetimes(pod: JSON) -> list[int]:
     """The requested lifetime (seconds) of each service-account token the pod's volumes
     project; empty when it has none."""
@@ -26,7 +31,7 @@ def token_lifetimes(pod: JSON) -> list[int]:
         for source in (volume.get("projected") or {}).get("sources") or []:
             sat = source.get("serviceAccountToken")
             if sat is not None:
-                out.append(int(sat.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS))
+                out.append(token_lifetime(sat))
     return out
 
 
