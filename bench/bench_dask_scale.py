@@ -53,8 +53,8 @@ from distributed import Client, Scheduler  # noqa: E402
 from distributed.diagnostics.plugin import SchedulerPlugin  # noqa: E402
 from slurm_vk_world import TOKEN, World  # noqa: E402
 
+from interlink_core.names import JOB_ID_ANNOTATION  # noqa: E402
 from interlink_dask import InterLinkCluster  # noqa: E402
-from interlink_vk.config import JOB_ID_ANNOTATION  # noqa: E402
 from tests.helpers.k8s import ensure_k8s  # noqa: E402
 from tests.helpers.slurm import ensure_slurm, scancel  # noqa: E402
 
@@ -72,11 +72,11 @@ WAIT_TIMEOUT = 300
 class Stamps:
     """Wall-clock times (``time.time()``) of each worker's stages in one run."""
 
-    def __init__(self) -> None:
+    def __init__(self, cpu: CPU) -> None:
         self.t0 = 0.0
         self.t1 = 0.0  # end of the timed part
         self.refreshes = 0
-        self.cpu = CPU({})
+        self.cpu = cpu
         self.at: dict[str, dict[str, float]] = {s: {} for s in STAGES}
 
     def mark(self, stage: str, key: str, when: float | None = None) -> None:
@@ -145,7 +145,7 @@ class CPU:
         self.used = {k: cpu_seconds(p) - self.start[k] for k, p in self.pids.items()}
 
 
-STAMPS = Stamps()
+STAMPS = Stamps(CPU({}))
 
 
 class TimedSLURMJob(SLURMJob):
@@ -224,15 +224,10 @@ async def until_gone(tag: str, timeout: float = 180) -> float:
     return time.monotonic() - t0
 
 
-# --- the world --------------------------------------------------------------------------------
-
-
 # --- one run of each variant ------------------------------------------------------------------
 
 
-async def timed_scale(
-    cluster: Any, client: Client, n: int, stamps: Stamps, scale: Callable[[int], Any]
-) -> float:
+async def timed_scale(client: Client, n: int, stamps: Stamps, scale: Callable[[int], Any]) -> float:
     """The measured part: scale(n) → n workers connected."""
     await asyncio.sleep(random.uniform(0, 1))  # a random phase of slurmctld's 1 s tick
     stamps.cpu.begin()
@@ -267,7 +262,7 @@ async def run_jobqueue(world: World, n: int, tag: str, stamps: Stamps) -> float:
     ) as cluster:
         cluster.scheduler.add_plugin(Connected(stamps))
         async with Client(cluster, asynchronous=True) as client:  # type: ignore[no-untyped-call]
-            seconds = await timed_scale(cluster, client, n, stamps, cluster.scale)
+            seconds = await timed_scale(client, n, stamps, cluster.scale)
         jobqueue_started(log_dir, tag, stamps)
     return seconds
 
@@ -307,7 +302,7 @@ async def run_interlink(world: World, n: int, tag: str, stamps: Stamps, mode: st
             cluster.scheduler.add_plugin(Connected(stamps))
             instrument(cluster, stamps, also=("submitted",) if mode == "direct" else ())
             async with Client(cluster, asynchronous=True) as client:  # type: ignore[no-untyped-call]
-                seconds = await timed_scale(cluster, client, n, stamps, cluster.scale)
+                seconds = await timed_scale(client, n, stamps, cluster.scale)
                 if mode == "direct":
                     backend: Any = cluster.backend
                     uids = {k: v["metadata"]["uid"] for k, v in backend.pods.items()}
@@ -360,8 +355,7 @@ async def bench(root: Path, n: int, runs: int, variants: list[str]) -> dict[str,
         for r in range(runs):
             for variant in variants:
                 tag = f"bsc-{variant[:3]}-{uuid.uuid4().hex[:5]}"
-                STAMPS = stamps = Stamps()
-                stamps.cpu = CPU(pids)
+                STAMPS = stamps = Stamps(CPU(pids))
                 try:
                     if variant == "jobqueue":
                         s = await run_jobqueue(world, n, tag, stamps)

@@ -45,6 +45,12 @@ def lease_expiry(lease: JSON) -> datetime | None:
     return parse_time(str(since)) + timedelta(seconds=float(duration))
 
 
+def lease_expired(lease: JSON, now: datetime | None = None) -> bool:
+    """Whether the holder stopped renewing ``lease`` (by :func:`lease_expiry`)."""
+    ends = lease_expiry(lease)
+    return ends is not None and ends < (now or datetime.now(UTC))
+
+
 def status_code(exc: BaseException) -> int | None:
     """The HTTP status of a Kubernetes API error (``None`` when it is not one)."""
     if isinstance(exc, ServerError) and exc.response is not None:

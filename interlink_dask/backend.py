@@ -50,12 +50,11 @@ def route_address(target: str | None) -> str:
 
 class Backend(ABC):
     """Pods of one cluster: create, delete, logs, and a view of their states kept fresh by
-    :meth:`run` (the ``changed`` event fires on every change)."""
+    :meth:`start`."""
 
     def __init__(self, opts: ClusterOptions) -> None:
         self.opts = opts
         self.views: dict[str, PodView] = {}
-        self.changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -106,10 +105,8 @@ class Backend(ABC):
             await asyncio.sleep(self.opts.status_interval)
 
     def update(self, views: dict[str, PodView]) -> None:
-        """Replace the views; wake whoever waits for a change."""
-        if views != self.views:
-            self.views = views
-            self.changed.set()
+        """Replace the views."""
+        self.views = views
 
     async def close(self, shutdown: bool) -> None:
         """Stop background work; with ``shutdown``, remove the cluster's record."""

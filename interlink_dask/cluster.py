@@ -7,8 +7,8 @@ import asyncio
 import contextlib
 import html
 import math
-import socket
 from collections import defaultdict
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from dask.utils import parse_bytes
@@ -18,6 +18,8 @@ from distributed.deploy.adaptive import Adaptive
 from distributed.deploy.spec import ProcessInterface, SpecCluster
 from distributed.objects import SchedulerInfo
 from distributed.utils import Log, Logs, NoOpAwaitable
+
+from interlink_core.embedded import free_port
 
 from .backend import Backend, ClusterRecord, log, route_address
 from .config import ClusterOptions, load_options
@@ -42,10 +44,25 @@ async def list_records(opts: ClusterOptions, mode: str) -> list[ClusterRecord]:
     if mode == "direct":
         from .direct import direct_records
 
-        return direct_records(opts.state_dir)
+        return direct_records(opts)
     from .kubernetes import kubernetes_records
 
     return await kubernetes_records(opts)
+
+
+async def all_records(
+    opts: ClusterOptions, modes: Sequence[str], problems: list[str]
+) -> AsyncGenerator[ClusterRecord, None]:
+    """Live clusters of these modes, mode by mode (a caller that stops early lists no more
+    modes); why a mode could not be listed (no kubeconfig, API down) goes to ``problems``."""
+    for mode in modes:
+        try:
+            records = await list_records(opts, mode)
+        except Exception as exc:
+            problems.append(f"cannot list {mode} clusters: {exc}")
+            continue
+        for record in records:
+            yield record
 
 
 async def find_record(opts: ClusterOptions) -> ClusterRecord:
@@ -54,16 +71,11 @@ async def find_record(opts: ClusterOptions) -> ClusterRecord:
     known: list[str] = []
     problems: list[str] = []
     other = "direct" if opts.mode == "kubernetes" else "kubernetes"
-    for mode in (opts.mode, other):
-        try:
-            records = await list_records(opts, mode)
-        except Exception as exc:
-            problems.append(f"cannot list {mode} clusters: {exc}")
-            continue
-        for record in records:
+    async with contextlib.aclosing(all_records(opts, (opts.mode, other), problems)) as records:
+        async for record in records:
             if record.name == opts.name:
                 return record
-        known += [r.name for r in records]
+            known.append(record.name)
     raise LookupError(
         f"name: no running cluster {opts.name!r} (running: {', '.join(known) or 'none'})"
         + "".join(f"; {p}" for p in problems)
@@ -265,9 +277,7 @@ class InterLinkCluster(SpecCluster):
             with contextlib.suppress(ValueError):
                 port = int(contact.rsplit(":", 1)[1])
         if not port:
-            with socket.socket() as s:
-                s.bind(("", 0))
-                port = int(s.getsockname()[1])
+            port = free_port("")  # free on every interface, wherever the scheduler listens
         direct = self.options.mode == "direct"
         here = route_address(self.backend.route_target)
         host = sched.host or (here if direct else "0.0.0.0")

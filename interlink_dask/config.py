@@ -14,8 +14,8 @@ from dask.utils import parse_bytes
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from interlink_core.config import StrictModel, build_config
+from interlink_core.podspec import NAME_PATTERN
 
-_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _NESTED = ("heartbeat", "scheduler", "direct")
 
 
@@ -64,8 +64,8 @@ class ClusterOptions(StrictModel):
     """Everything an InterLinkCluster is made of (see docs/dask.md for the YAML)."""
 
     mode: Literal["kubernetes", "direct"] = "kubernetes"
-    name: str | None = Field(default=None, max_length=40, pattern=_DNS_LABEL)
-    namespace: str | None = Field(default=None, pattern=_DNS_LABEL)
+    name: str | None = Field(default=None, max_length=40, pattern=NAME_PATTERN.pattern)
+    namespace: str | None = Field(default=None, pattern=NAME_PATTERN.pattern)
     kubeconfig: Path | None = None
     node: str | None = Field(default=None, description="Virtual node name; none: any.")
     node_selector: dict[str, str] = Field(default_factory=dict)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from interlink_core.client import InterLinkClient, RemoteError, static_token, token_file
 from interlink_core.errors import BackendUnavailable
-from interlink_core.models import JSON, LogStruct, PodCreateRequests
+from interlink_core.models import JSON, LogStruct, PodCreateRequests, digest_uid
 
 from .backend import Backend, ClusterExists, ClusterRecord
 from .config import ClusterOptions, holder_identity
@@ -18,8 +18,8 @@ from .pods import WORKER_CONTAINER, worker_pod
 from .states import view_of_wire_status
 
 
-def _records_dir(state_dir: Path) -> Path:
-    return state_dir.expanduser() / "clusters"
+def _records_dir(opts: ClusterOptions) -> Path:
+    return opts.state_path / "clusters"
 
 
 def _alive(holder: str) -> bool:
@@ -35,10 +35,10 @@ def _alive(holder: str) -> bool:
     return True
 
 
-def direct_records(state_dir: Path) -> list[ClusterRecord]:
+def direct_records(opts: ClusterOptions) -> list[ClusterRecord]:
     """Live direct-mode clusters recorded on this machine (stale records are removed)."""
     out = []
-    folder = _records_dir(state_dir)
+    folder = _records_dir(opts)
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             record = ClusterRecord(**json.loads(path.read_text()))
@@ -63,7 +63,7 @@ class DirectBackend(Backend):
         assert d.url is not None  # checked by ClusterOptions
         self.client = InterLinkClient(d.url, token=token, ca_file=d.ca_file)
         self.pods: dict[str, JSON] = {}
-        self.record_path = _records_dir(opts.state_dir) / f"{opts.cluster_name}.json"
+        self.record_path = _records_dir(opts) / f"{opts.cluster_name}.json"
 
     @property
     def route_target(self) -> str | None:
@@ -86,7 +86,7 @@ class DirectBackend(Backend):
             raise BackendUnavailable(
                 f"direct.url: cannot reach the interLink API server at {url}: {exc}"
             ) from None
-        for record in direct_records(self.opts.state_dir):
+        for record in direct_records(self.opts):
             if record.name == self.opts.cluster_name:
                 raise ClusterExists(
                     f"name: a cluster named {record.name!r} is running (held by "
@@ -143,7 +143,7 @@ class DirectBackend(Backend):
             self.update({})
             return
         answer = await self.client.status_json(pods)
-        by_uid = {str(s.get("UID") or s.get("PodUID") or ""): s for s in answer}
+        by_uid = {digest_uid(s): s for s in answer}
         views = {}
         for pod in pods:
             status = by_uid.get(pod["metadata"]["uid"])

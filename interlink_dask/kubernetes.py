@@ -6,6 +6,7 @@ when the Lease is deleted."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -13,9 +14,16 @@ from typing import Any
 import kr8s.asyncio
 from kr8s import ServerError
 
-from interlink_core.kube import LEASES_API, KubeJSON, lease_expiry, now_rfc3339, status_code
+from interlink_core.kube import (
+    LEASES_API,
+    MERGE_PATCH,
+    KubeJSON,
+    lease_expired,
+    now_rfc3339,
+    status_code,
+)
 from interlink_core.models import JSON
-from interlink_core.names import HEARTBEAT_LABEL, VK_TYPE_LABEL
+from interlink_core.names import HEARTBEAT_LABEL, VK_NODE_SELECTOR, VK_TYPE_LABEL, VK_TYPE_VALUE
 
 from .backend import Backend, ClusterExists, ClusterRecord, log
 from .config import ClusterOptions, holder_identity
@@ -29,11 +37,9 @@ from .pods import (
 )
 from .states import view_of_kube_pod
 
-
-def lease_expired(lease: JSON) -> bool:
-    """Whether the holder stopped renewing ``lease``, by the rule the VK's reaper applies."""
-    ends = lease_expiry(lease)
-    return ends is not None and ends < datetime.now(UTC)
+STALE_POD_TIMEOUT = 90.0
+"""Seconds a new worker pod waits for a same-named pod of an expired cluster to go (its
+grace period is 30 s, and the VK cancels its batch job first)."""
 
 
 def record_of_lease(lease: JSON) -> ClusterRecord:
@@ -68,7 +74,8 @@ async def kubernetes_records(opts: ClusterOptions) -> list[ClusterRecord]:
         version=LEASES_API,
         params={"labelSelector": f"{CLUSTER_LABEL},{HEARTBEAT_LABEL}=true"},
     )
-    return [record_of_lease(x) for x in answer.get("items") or [] if not lease_expired(x)]
+    now = datetime.now(UTC)
+    return [record_of_lease(x) for x in answer.get("items") or [] if not lease_expired(x, now)]
 
 
 class KubernetesBackend(Backend):
@@ -108,6 +115,7 @@ class KubernetesBackend(Backend):
                     f"{self.namespace} (held by {holder}); choose another name or use "
                     f"InterLinkCluster.from_name({self.lease_name!r})"
                 )
+            # its pods terminate in the background; create() waits for same-named ones
             log.info("replacing the expired cluster %s and its pods", self.lease_name)
             await self._delete_lease()
             await self.delete_all()
@@ -125,7 +133,7 @@ class KubernetesBackend(Backend):
                     f"node: there is no node {self.opts.node!r}; virtual nodes: "
                     f"{', '.join(names) or 'none'}"
                 )
-            if (node["metadata"].get("labels") or {}).get(VK_TYPE_LABEL) != "virtual-kubelet":
+            if (node["metadata"].get("labels") or {}).get(VK_TYPE_LABEL) != VK_TYPE_VALUE:
                 raise LookupError(f"node: {self.opts.node!r} is not an interLink virtual node")
         elif not await self._virtual_nodes():
             raise LookupError(
@@ -134,9 +142,7 @@ class KubernetesBackend(Backend):
             )
 
     async def _virtual_nodes(self) -> list[str]:
-        answer = await self._kube.call(
-            "GET", "nodes", params={"labelSelector": f"{VK_TYPE_LABEL}=virtual-kubelet"}
-        )
+        answer = await self._kube.call("GET", "nodes", params={"labelSelector": VK_NODE_SELECTOR})
         return sorted(n["metadata"]["name"] for n in answer.get("items") or [])
 
     def _lease_body(self, scheduler: str = "", dashboard: str = "") -> JSON:
@@ -168,7 +174,7 @@ class KubernetesBackend(Backend):
             namespace=self.namespace,
             version=LEASES_API,
             body=patch,
-            headers={"Content-Type": "application/merge-patch+json"},
+            headers=MERGE_PATCH,
         )
 
     async def loops(self) -> list[Callable[[], Coroutine[Any, Any, None]]]:
@@ -200,7 +206,7 @@ class KubernetesBackend(Backend):
         """Update the view of one pod from a watch event (others, e.g. BOOKMARK, are left to
         the refresh loop)."""
         name = (pod.get("metadata") or {}).get("name")
-        if not name or event not in ("ADDED", "MODIFIED", "DELETED"):
+        if not name or event not in ("ADDED", "MODIFIED", "DELETED") or not self._ours(pod):
             return
         views = dict(self.views)
         if event == "DELETED":
@@ -213,21 +219,63 @@ class KubernetesBackend(Backend):
     def _selector(self) -> str:
         return f"{CLUSTER_LABEL}={self.opts.cluster_name}"
 
+    def _ours(self, pod: JSON) -> bool:
+        """Whether ``pod`` belongs to this cluster instance (owned by its Lease), not to an
+        expired cluster of the same name whose pods are still terminating."""
+        uid = (self.lease or {}).get("metadata", {}).get("uid")
+        refs = (pod.get("metadata") or {}).get("ownerReferences") or []
+        return uid is not None and any(r.get("uid") == uid for r in refs)
+
+    def _stale(self, pod: JSON) -> bool:
+        """Whether ``pod`` is left from an earlier cluster of this name (its label or a Lease
+        of this name owns it), so it may be deleted to make room."""
+        meta = pod.get("metadata") or {}
+        refs = meta.get("ownerReferences") or []
+        return (meta.get("labels") or {}).get(CLUSTER_LABEL) == self.opts.cluster_name or any(
+            r.get("kind") == "Lease" and r.get("name") == self.lease_name for r in refs
+        )
+
     async def create(self, pod_name: str, scheduler: str) -> None:
+        """Create the pod; a same-named pod of an expired cluster is deleted and waited for
+        (up to :data:`STALE_POD_TIMEOUT`), one of this cluster (a retried create) is kept."""
         assert self.lease is not None
         pod = worker_pod(self.opts, pod_name, scheduler, namespace=self.namespace, owner=self.lease)
-        try:
-            await self._kube.call("POST", "pods", namespace=self.namespace, body=pod)
-        except ServerError as exc:
-            if status_code(exc) != 409:  # already there: a retried create
-                raise
+        deadline = time.monotonic() + STALE_POD_TIMEOUT
+        while True:
+            try:
+                await self._kube.call("POST", "pods", namespace=self.namespace, body=pod)
+                return
+            except ServerError as exc:
+                if status_code(exc) != 409:
+                    raise
+            old = await self._kube.get("pods", self.namespace, pod_name)
+            if old is not None and self._ours(old):
+                return  # already there: a retried create
+            if old is not None and not self._stale(old):
+                raise ClusterExists(
+                    f"pod {pod_name} exists in namespace {self.namespace} and is not a worker "
+                    f"of cluster {self.lease_name!r}; delete it or choose another name"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"pod {pod_name} of the expired cluster {self.lease_name!r} is still "
+                    f"terminating after {STALE_POD_TIMEOUT:g} s (is its virtual kubelet "
+                    "running?); delete it or choose another cluster name"
+                )
+            if old is None:
+                continue  # gone meanwhile: create again
+            if not old["metadata"].get("deletionTimestamp"):
+                await self._delete_stale(old)
+            await asyncio.sleep(0.5)
+
+    async def _delete_stale(self, pod: JSON) -> None:
+        """Delete this very pod (not a newer one of the same name); gone already is fine."""
+        meta = pod["metadata"]
+        options = {"preconditions": {"uid": meta["uid"]}}
+        await self._kube.delete("pods", self.namespace, meta["name"], options=options)
 
     async def delete(self, pod_name: str) -> None:
-        try:
-            await self._kube.call("DELETE", f"pods/{pod_name}", namespace=self.namespace)
-        except ServerError as exc:
-            if status_code(exc) != 404:
-                raise
+        await self._kube.delete("pods", self.namespace, pod_name)
 
     async def delete_all(self) -> None:
         """Delete every worker pod of the cluster (one call)."""
@@ -251,20 +299,17 @@ class KubernetesBackend(Backend):
         answer = await self._kube.call(
             "GET", "pods", namespace=self.namespace, params={"labelSelector": self._selector}
         )
-        self.update({p["metadata"]["name"]: view_of_kube_pod(p) for p in answer.get("items") or []})
+        pods = [p for p in answer.get("items") or [] if self._ours(p)]
+        self.update({p["metadata"]["name"]: view_of_kube_pod(p) for p in pods})
 
     async def _delete_lease(self) -> None:
-        try:
-            await self._kube.call(
-                "DELETE",
-                f"leases/{self.lease_name}",
-                namespace=self.namespace,
-                version=LEASES_API,
-                body={"propagationPolicy": "Background"},
-            )
-        except ServerError as exc:
-            if status_code(exc) != 404:
-                raise
+        await self._kube.delete(
+            "leases",
+            self.namespace,
+            self.lease_name,
+            version=LEASES_API,
+            options={"propagationPolicy": "Background"},
+        )
 
     async def close(self, shutdown: bool) -> None:
         await super().close(shutdown)

@@ -5,11 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from interlink_core.models import JSON
-from interlink_core.names import (
-    HEARTBEAT_ANNOTATION,
-    VK_TAINT_KEY,
-    VK_TYPE_LABEL,
-)
+from interlink_core.names import HEARTBEAT_ANNOTATION, VK_TAINT_KEY, VK_TYPE_LABEL, VK_TYPE_VALUE
 
 from .config import ClusterOptions
 
@@ -61,7 +57,7 @@ def cluster_labels(opts: ClusterOptions) -> dict[str, str]:
 
 def node_placement(opts: ClusterOptions) -> JSON:
     """``nodeSelector`` and tolerations that put the pod on the (chosen) virtual node."""
-    selector = {VK_TYPE_LABEL: "virtual-kubelet", **opts.node_selector}
+    selector = {VK_TYPE_LABEL: VK_TYPE_VALUE, **opts.node_selector}
     if opts.node:
         selector["kubernetes.io/hostname"] = opts.node
     tolerations = [{"key": VK_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from interlink_core.models import JSON
+from interlink_core.models import JSON, pod_state
 
 
 class WorkerState(StrEnum):
@@ -86,14 +86,15 @@ def view_of_kube_pod(pod: JSON) -> PodView:
 
 
 def view_of_wire_status(status: JSON) -> PodView:
-    """A pod status as an interLink API server answers it (direct mode)."""
+    """A pod status as an interLink API server answers it (direct mode), by the core's
+    :func:`~interlink_core.models.pod_state` rule."""
     containers = _containers(status.get("containers"))
     if not containers:
         return SUBMITTED
-    states = [_state(c) for c in containers]
-    if all("terminated" in s for s in states):
+    state = pod_state(containers)
+    if state in ("failed", "succeeded"):
         return PodView(WorkerState.FINISHED, _finished_reason(containers))
-    if any("running" in s for s in states):
+    if state == "running":
         return PodView(WorkerState.RUNNING)
     return _waiting_view(containers) or SUBMITTED
 

@@ -21,8 +21,13 @@ import pytest
 from distributed import Client
 
 from interlink_core.errors import ConfigError
+from interlink_core.names import JOB_ID_ANNOTATION
 from interlink_dask import InterLinkCluster, WorkerState
-from interlink_vk.config import JOB_ID_ANNOTATION
+from interlink_dask import kubernetes as dask_kubernetes
+from interlink_dask.backend import ClusterExists
+from interlink_dask.config import load_options
+from interlink_dask.kubernetes import KubernetesBackend
+from interlink_dask.pods import CLUSTER_LABEL
 from tests.helpers.k8s import K8sInfo
 from tests.helpers.slurm import SlurmInfo
 from tests.helpers.vk import RunningVK, slurm_vk
@@ -170,6 +175,115 @@ async def test_bad_settings_fail_before_any_pod_or_lease(vk: RunningVK) -> None:
         await InterLinkCluster(asynchronous=True, n_workers=2, **options(vk, image=None))
     pods = await vk.kubectl("get", "pods,leases", "-n", vk.ns, "-o", "name")
     assert pods.stdout.strip() == ""
+
+
+HOLD = "interlink.eu/test-hold"
+
+
+async def expired_cluster(vk: RunningVK, name: str) -> str:
+    """The Lease of a cluster ``name`` whose client died long ago; its UID."""
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name, "namespace": vk.ns, "labels": {CLUSTER_LABEL: name}},
+        "spec": {
+            "holderIdentity": "gone:1",
+            "leaseDurationSeconds": 8,
+            "renewTime": "2020-01-01T00:00:00.000000Z",
+        },
+    }
+    out = await vk.kubectl("create", "-o", "json", "-f", "-", input=json.dumps(lease))
+    assert out.returncode == 0, out.stderr
+    return str(json.loads(out.stdout)["metadata"]["uid"])
+
+
+async def held_pod(vk: RunningVK, name: str, owner: str | None, labels: dict[str, str]) -> None:
+    """An unschedulable pod ``name`` that a finalizer keeps while it terminates; owned by the
+    Lease of UID ``owner`` (of the same name as the cluster) when given."""
+    meta: dict[str, Any] = {"name": name, "namespace": vk.ns, "labels": labels}
+    meta["finalizers"] = [HOLD]
+    if owner:
+        lease = name.rsplit("-worker-", 1)[0]
+        meta["ownerReferences"] = [
+            {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "name": lease, "uid": owner}
+        ]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": "nowhere"},
+            "containers": [{"name": "w", "image": "none"}],
+        },
+    }
+    out = await vk.kubectl("create", "-f", "-", input=json.dumps(pod))
+    assert out.returncode == 0, out.stderr
+
+
+async def release(vk: RunningVK, name: str) -> None:
+    """Drop the finalizer of ``name`` (it goes if it was deleted)."""
+    patch = json.dumps({"metadata": {"finalizers": None}})
+    await vk.kubectl("patch", "pod", name, "-n", vk.ns, "--type=merge", "-p", patch)
+
+
+async def test_a_new_worker_waits_for_the_expired_clusters_pod_of_its_name(
+    vk: RunningVK,
+) -> None:
+    name = "stale-dask"
+    old_uid = await expired_cluster(vk, name)
+    pod = f"{name}-worker-0"
+    await held_pod(vk, pod, old_uid, {CLUSTER_LABEL: name})
+    try:
+        async with InterLinkCluster(asynchronous=True, **options(vk, name=name)) as cluster:
+            backend = cluster.backend
+            assert isinstance(backend, KubernetesBackend) and backend.lease is not None
+            new_uid = backend.lease["metadata"]["uid"]
+            assert new_uid != old_uid  # the expired cluster was replaced
+            async with Client(cluster, asynchronous=True) as client:
+                await cluster.scale(1)
+                old = await vk.wait_pod(pod, lambda p: p["metadata"].get("deletionTimestamp"))
+                assert old["metadata"]["ownerReferences"][0]["uid"] == old_uid
+                await asyncio.sleep(3)
+                # the old pod of that name is terminating: not counted as the new worker
+                assert pod not in cluster.workers
+                assert [(r.pod, r.state) for r in cluster.worker_states] == [
+                    (pod, WorkerState.QUEUED)
+                ]
+                await release(vk, pod)
+                await client.wait_for_workers(1, timeout=180)
+                (new,) = await cluster_pods(vk, name)
+                assert new["metadata"]["name"] == pod
+                assert new["metadata"]["ownerReferences"][0]["uid"] == new_uid
+    finally:
+        await release(vk, pod)
+    await until(lambda: _none_left(vk), what="no pod or lease left")
+
+
+async def test_create_refuses_a_foreign_pod_and_gives_up_on_one_that_never_goes(
+    vk: RunningVK, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "taken-dask"
+    foreign, stuck = f"{name}-worker-0", f"{name}-worker-1"
+    await held_pod(vk, foreign, None, {})
+    await held_pod(vk, stuck, None, {CLUSTER_LABEL: name})
+    backend = KubernetesBackend(load_options(**options(vk, name=name)))
+    monkeypatch.setattr(dask_kubernetes, "STALE_POD_TIMEOUT", 2.0)
+    try:
+        await backend.check()
+        with pytest.raises(ClusterExists, match=f"pod {foreign} .* is not a worker of cluster"):
+            await backend.create(foreign, "tcp://127.0.0.1:1")
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match=f"pod {stuck} .* still terminating after 2 s"):
+            await backend.create(stuck, "tcp://127.0.0.1:1")
+        assert time.monotonic() - started < 10
+        gone = await vk.pod(stuck)
+        assert gone is not None and gone["metadata"].get("deletionTimestamp")  # deleted by us
+        foreign_pod = await vk.pod(foreign)
+        assert foreign_pod is not None and not foreign_pod["metadata"].get("deletionTimestamp")
+    finally:
+        await backend.close(shutdown=True)
+        await release(vk, foreign)
+        await release(vk, stuck)
 
 
 CLIENT = textwrap.dedent(

@@ -13,7 +13,8 @@ import yaml
 
 import interlink_dask
 from interlink_core.errors import ConfigError
-from interlink_core.names import HEARTBEAT_ANNOTATION, VK_TAINT_KEY
+from interlink_core.models import pod_state
+from interlink_core.names import HEARTBEAT_ANNOTATION, VK_TAINT_KEY, VK_TYPE_LABEL, VK_TYPE_VALUE
 from interlink_dask.config import load_options
 from interlink_dask.pods import worker_pod
 from interlink_dask.scaling import hold_scale_up, pods_to_drop
@@ -95,6 +96,7 @@ def test_worker_pod_targets_the_virtual_node_and_carries_the_heartbeat() -> None
     pod = worker_pod(opts, "c1-worker-0", "tcp://10.0.0.1:8786", namespace="ns", owner=lease)
     spec, meta = pod["spec"], pod["metadata"]
     assert spec["nodeSelector"]["kubernetes.io/hostname"] == "hpc"
+    assert spec["nodeSelector"][VK_TYPE_LABEL] == VK_TYPE_VALUE
     assert {"key": VK_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"} in spec[
         "tolerations"
     ]
@@ -160,6 +162,23 @@ def test_states_of_wire_statuses() -> None:
     assert view_of_wire_status(running).state == R
     done = {"containers": [{"name": "worker", "state": {"terminated": {"exitCode": 0}}}]}
     assert view_of_wire_status(done).reason == "Completed"
+
+
+def test_wire_states_follow_the_core_pod_state() -> None:
+    # one container failed while another still waits: the core says failed, so finished
+    mixed = {
+        "containers": [
+            {"name": "worker", "state": {"terminated": {"exitCode": 2, "reason": "Error"}}},
+            waiting("Queued: Priority"),
+        ]
+    }
+    assert pod_state(mixed["containers"]) == "failed"
+    v = view_of_wire_status(mixed)
+    assert (v.state, v.reason) == (F, "Error (exit code 2)")
+    starting = {"containers": [{"name": "a", "state": {"terminated": {"exitCode": 0}}}]}
+    starting["containers"].append(waiting("ContainerCreating"))
+    assert pod_state(starting["containers"]) == "pending"
+    assert view_of_wire_status(starting).state == S
 
 
 def test_counts_list_every_state_in_life_order() -> None:
