@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from interlink_plugins.local.plugin import find_pod_processes
+from interlink_plugins.local.runner import ORPHAN_CHECK
 from tests.helpers.world import plugin_client, start_plugin, stop
 
 JSONd = dict[str, Any]
@@ -521,7 +522,7 @@ async def test_pod_whose_directory_is_wiped_is_stopped(plugin: Plugin) -> None:
     pod_dir = plugin.pods_dir / "wiped-1"
     runner = int((pod_dir / "runner.pid").read_text())
     shutil.rmtree(pod_dir)  # e.g. the plugin's state_dir removed while pods run
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + ORPHAN_CHECK + 10
     while find_pod_processes({str(pod_dir)}) or _alive(runner):
         assert time.monotonic() < deadline, "the orphaned pod still runs"
         await asyncio.sleep(0.1)
