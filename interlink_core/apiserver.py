@@ -7,7 +7,7 @@ Run it with ``interlink api --config api.yaml``; see ``docs/api-server.md`` for 
 from __future__ import annotations
 
 import argparse
-import json
+import asyncio
 import logging
 import time
 import uuid
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
+import msgspec
 from fastapi import Body, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -39,14 +40,12 @@ from starlette.background import BackgroundTask
 
 from . import __version__
 from .auth import AuthConfig, Authenticator, Identity
-from .client import SESSION_HEADER, PluginClient, RemoteError
+from .client import SESSION_HEADER, Answer, PluginClient, RemoteError
 from .config import StrictModel, load_config
 from .errors import BackendUnavailable, Forbidden, InterLinkError, NotFound, is_final
 from .models import (
     JSON,
     POD_LIST,
-    STATUS_DIGESTS,
-    STATUS_UIDS,
     CreateStruct,
     LogStruct,
     Pod,
@@ -59,6 +58,8 @@ from .models import (
     pod_meta,
     pod_state,
     pod_uids,
+    status_containers,
+    status_uids,
     validation_message,
 )
 from .podspec import object_refs
@@ -289,8 +290,12 @@ class Metrics:
             latest[digest_uid(s)] = s.get("containers") or []
 
     async def observe_answer(self, answer: bytes) -> None:
-        """Remember each pod's containers from a plugin's ``/status`` answer."""
-        self.observe_statuses(STATUS_DIGESTS.validate_json(answer))
+        """Remember each pod's containers from a plugin's ``/status`` answer (whose UIDs were
+        read already: an answer whose containers are not lists is left out, with a warning)."""
+        try:
+            self.pods.latest.update(status_containers(answer))
+        except msgspec.MsgspecError as exc:
+            log.warning("pod states not updated: the plugin's /status answer: %s", exc)
 
     def forget(self, uid: str) -> None:
         """Drop a deleted pod."""
@@ -368,6 +373,11 @@ def get_edge(request: Request) -> Edge:
     return edge
 
 
+async def edge_dependency(request: Request) -> Edge:
+    """:func:`get_edge` as a dependency (async: FastAPI runs plain functions in a thread)."""
+    return get_edge(request)
+
+
 async def identify(
     request: Request,
     _token: Annotated[Any, Depends(bearer)] = None,
@@ -379,7 +389,7 @@ async def identify(
 
 
 Caller = Annotated[Identity, Depends(identify)]
-EdgeDep = Annotated[Edge, Depends(get_edge)]
+EdgeDep = Annotated[Edge, Depends(edge_dependency)]
 
 
 def make_app(config: ApiServerConfig) -> Any:
@@ -499,33 +509,42 @@ def make_app(config: ApiServerConfig) -> Any:
     async def status(request: Request, who: Caller, edge: EdgeDep) -> Response:
         """Statuses of all these pods in one call (pods of other tenants are refused).
 
-        Thousands of pods travel in one call, so the body is read for the UIDs only and
-        forwarded as it came; the plugin's answer is read for UIDs and states only and passed
-        through as it came (see :func:`~interlink_core.models.pod_uids`)."""
+        Thousands of pods travel in one call, so the body goes to the plugin as it came and is
+        read for the UIDs while the plugin works; the plugin's answer is used only once they
+        passed the ownership check. The answer is read for its UIDs and passed through as it
+        came (see :func:`~interlink_core.models.pod_uids`)."""
         body = await request.body()
-        try:
-            uids = pod_uids(body)
-        except ValidationError as exc:
-            return invalid_body(exc.errors())
-        owners = owned_or_refuse(edge, who, uids)
-        if not owners:
-            return JSONResponse([])
-        if len(owners) < len(uids):  # drop the unknown pods (rare: re-encode the rest)
-            mine = [p for p in json.loads(body) if pod_meta(p)[2] in owners]
-            body = json.dumps(mine).encode()
-        resp = await forward(
-            request,
-            edge.plugin.wire.call(
-                "GET",
-                "/status",
-                None,
-                content=body,
-                session=request.state.session,
-                headers=plugin_headers(who),
-            ),
+        sent = asyncio.Event()
+        call = asyncio.ensure_future(
+            forward(
+                request,
+                edge.plugin.wire.call(
+                    "GET",
+                    "/status",
+                    None,
+                    content=body,
+                    session=request.state.session,
+                    headers=plugin_headers(who),
+                    sent=sent,
+                ),
+            )
         )
         try:
-            answered = [digest_uid(s) for s in STATUS_UIDS.validate_json(resp.content)]
+            await sent.wait()  # the plugin has the body: check it meanwhile
+            try:
+                uids = pod_uids(body)
+            except ValidationError as exc:
+                return invalid_body(exc.errors())
+            owners = owned_or_refuse(edge, who, uids)
+            if not owners:
+                return JSONResponse([])
+            resp: Answer = await call
+        finally:
+            if not call.done():
+                call.cancel()
+                await asyncio.gather(call, return_exceptions=True)
+        try:
+            answered = status_uids(resp.content)
         except ValidationError as exc:
             raise BackendUnavailable(
                 f"the plugin's /status answer is not a list of pod statuses: "
@@ -536,6 +555,8 @@ def make_app(config: ApiServerConfig) -> Any:
             # pod states for /metrics are read once the caller has its answer
             observe = BackgroundTask(metrics.observe_answer, resp.content)
             return Response(resp.content, media_type="application/json", background=observe)
+        # statuses of pods this API server does not know for this tenant (asked for with the
+        # known ones, or answered unasked) are left out
         kept = [s for s, uid in zip(resp.json(), answered, strict=True) if uid in owners]
         metrics.observe_statuses(kept)
         return JSONResponse(kept)

@@ -7,16 +7,16 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import jwt
 from pydantic import Field, model_validator
 
+from .client import Endpoint
 from .config import StrictModel
 from .errors import BackendUnavailable, Forbidden, Unauthorized
 
@@ -93,26 +93,31 @@ class JWKSCache:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched = 0.0
         self._lock = asyncio.Lock()
-        verify: ssl.SSLContext | bool = True
-        if cfg.ca_file:
-            verify = ssl.create_default_context(cafile=str(cfg.ca_file))
-        self._http = httpx.AsyncClient(verify=verify, timeout=10.0)
+        self._issuer = Endpoint.parse(cfg.issuer, ca_file=cfg.ca_file)
+        self._http: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
         """Close the HTTP client."""
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
+
+    async def _get_json(self, url: str) -> Any:
+        if self._http is None:
+            self._http = self._issuer.session(10.0)
+        async with self._http.get(url) as resp:
+            return await resp.json(content_type=None)
 
     async def _fetch(self) -> None:
         base = self.cfg.issuer.rstrip("/")
         try:
-            disc = (await self._http.get(base + "/.well-known/openid-configuration")).json()
+            disc = await self._get_json(base + "/.well-known/openid-configuration")
             if disc.get("issuer", "").rstrip("/") != base:
                 raise BackendUnavailable(
                     f"the OIDC discovery document names issuer {disc.get('issuer')!r}, but "
                     f"auth.oidc.issuer is {self.cfg.issuer!r}: make them equal"
                 )
-            jwks = (await self._http.get(disc["jwks_uri"])).json()
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            jwks = await self._get_json(disc["jwks_uri"])
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as exc:
             raise BackendUnavailable(
                 f"cannot read the OIDC issuer's keys from {base}: {exc.__class__.__name__}: {exc}"
             ) from None

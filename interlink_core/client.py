@@ -9,6 +9,7 @@ answers (never on 4xx), and carry the ``InterLink-Http-Session`` header.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import ssl
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 
 from .errors import BackendUnavailable, InterLinkError, Unsupported, is_final
 from .models import (
@@ -54,64 +55,119 @@ class Retry:
 
 
 _NO_ROUTE = {"not found", "404 page not found"}  # FastAPI / Starlette and Go's net/http
+_UNREACHABLE = (aiohttp.ClientError, TimeoutError, OSError)
+"""What failing to reach the remote (or losing it mid-answer) raises."""
 
 
 class RemoteError(InterLinkError):
     """A non-200 answer, with the remote's status and message."""
 
 
-def _message(resp: httpx.Response) -> str:
+@dataclass(frozen=True)
+class Answer:
+    """A whole HTTP answer."""
+
+    status_code: int
+    content: bytes
+    reason: str = ""
+
+    def json(self) -> Any:
+        """The body as JSON (:class:`ValueError` when it is not)."""
+        return json.loads(self.content)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+
+def _message(resp: Answer) -> str:
     try:
         body = resp.json()
         if isinstance(body, dict) and "error" in body:
             return str(body["error"])
         if isinstance(body, dict) and "detail" in body:
             return str(body["detail"])
-    except (ValueError, json.JSONDecodeError):
+    except ValueError:
         pass
-    return resp.text.strip() or resp.reason_phrase
+    return resp.text.strip() or resp.reason
 
 
-def make_http_client(
-    url: str,
-    *,
-    ca_file: Path | None = None,
-    client_cert: tuple[Path, Path] | None = None,
-    timeout: float = 30.0,
-    verify: bool = True,
-) -> tuple[httpx.AsyncClient, str]:
-    """An httpx client and base URL for ``url`` (``unix:///path`` selects a unix socket)."""
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
-    if url.startswith("unix://"):
-        transport = httpx.AsyncHTTPTransport(uds=url.removeprefix("unix://"), limits=limits)
-        return httpx.AsyncClient(transport=transport, timeout=timeout), "http://localhost"
-    ctx: ssl.SSLContext | bool = verify
-    if url.startswith("https://") and (ca_file or client_cert):
-        ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-        if client_cert:
-            ctx.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
-    return (
-        httpx.AsyncClient(verify=ctx, timeout=timeout, limits=limits),
-        url.rstrip("/"),
-    )
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a client connects: a base URL, and a unix socket or the TLS settings."""
+
+    base: str
+    socket: str | None = None
+    ssl: ssl.SSLContext | bool = True
+    """``True`` verifies against the system CAs, ``False`` does not verify."""
+
+    @classmethod
+    def parse(
+        cls,
+        url: str,
+        *,
+        ca_file: Path | None = None,
+        client_cert: tuple[Path, Path] | None = None,
+        verify: bool = True,
+    ) -> Endpoint:
+        """``unix:///path`` selects a unix socket; ``https://`` may name a CA file and a client
+        certificate (mTLS)."""
+        if url.startswith("unix://"):
+            return cls("http://localhost", socket=url.removeprefix("unix://"))
+        ctx: ssl.SSLContext | bool = verify
+        if url.startswith("https://") and (ca_file or client_cert):
+            ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+            if client_cert:
+                ctx.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
+        return cls(url.rstrip("/"), ssl=ctx)
+
+    def session(self, timeout: float) -> aiohttp.ClientSession:
+        """A connection pool to this endpoint (to be made inside the running event loop)."""
+        connector: aiohttp.BaseConnector
+        if self.socket is not None:
+            connector = aiohttp.UnixConnector(path=self.socket, limit=64)
+        else:
+            connector = aiohttp.TCPConnector(ssl=self.ssl, limit=64)
+        return aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
+        )
+
+
+_STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30.0, sock_read=None)
+"""Followed logs: connecting is bounded, reading is not."""
 
 
 class _Wire:
-    """Requests with retries, session header and error mapping."""
+    """Requests with retries, session header and error mapping (aiohttp: its C HTTP parser
+    makes a hop through the API server about 1 ms cheaper than httpx, bench/RESULTS.md)."""
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
-        base: str,
+        endpoint: Endpoint,
         retry: Retry,
+        timeout: float,
         token: TokenSource | None = None,
         extra_headers: dict[str, str] | None = None,
     ) -> None:
-        self.http = http
-        self.base = base
+        self.endpoint = endpoint
+        self.base = endpoint.base
         self.retry = retry
+        self.timeout = timeout
         self.token = token
         self.extra_headers = extra_headers or {}
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The connection pool, made at first use (aiohttp wants a running loop)."""
+        if self._http is None:
+            self._http = self.endpoint.session(self.timeout)
+        return self._http
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        if self._http is not None:
+            await self._http.close()
 
     async def headers(
         self, session: str | None, extra: dict[str, str] | None = None
@@ -133,30 +189,46 @@ class _Wire:
         ok: tuple[int, ...] = (200,),
         headers: dict[str, str] | None = None,
         content: bytes | None = None,
-    ) -> httpx.Response:
+        sent: asyncio.Event | None = None,
+    ) -> Answer:
         """Send ``body`` as JSON (or ``content``, JSON already encoded); retry connection errors
-        and 5xx; raise on other non-OK answers."""
+        and 5xx; raise on other non-OK answers.
+
+        ``sent`` is set once the whole body has been handed to the connection (or an attempt
+        failed, or the call ended), so a caller may use the wait for the answer to do other
+        work."""
         if content is None:
             content = json.dumps(body).encode()
         last: Exception | None = None
-        for attempt in range(1, self.retry.attempts + 1):
-            sent = await self.headers(session, headers)
-            sent["Content-Type"] = "application/json"
-            try:
-                resp = await self.http.request(
-                    method, self.base + path, content=content, headers=sent
-                )
-            except (httpx.TransportError, OSError) as exc:
-                last = BackendUnavailable(f"cannot reach {self.base}{path}: {exc!r}")
-            else:
-                if resp.status_code in ok:
-                    return resp
-                err = RemoteError(_message(resp), resp.status_code)
-                if is_final(resp.status_code):
-                    raise err
-                last = err
-            if attempt < self.retry.attempts:
-                await asyncio.sleep(self.retry.delay(attempt))
+        try:
+            for attempt in range(1, self.retry.attempts + 1):
+                out = await self.headers(session, headers)
+                out["Content-Type"] = "application/json"
+                payload: bytes | AsyncIterator[bytes] = content
+                if sent is not None:
+                    out["Content-Length"] = str(len(content))
+                    payload = _then_set(content, sent)
+                try:
+                    async with self.http.request(
+                        method, self.base + path, data=payload, headers=out
+                    ) as r:
+                        resp = Answer(r.status, await r.read(), r.reason or "")
+                except _UNREACHABLE as exc:
+                    last = BackendUnavailable(f"cannot reach {self.base}{path}: {exc!r}")
+                else:
+                    if resp.status_code in ok:
+                        return resp
+                    err = RemoteError(_message(resp), resp.status_code)
+                    if is_final(resp.status_code):
+                        raise err
+                    last = err
+                if attempt < self.retry.attempts:
+                    if sent is not None:
+                        sent.set()  # the caller need not wait through the retries
+                    await asyncio.sleep(self.retry.delay(attempt))
+        finally:
+            if sent is not None:
+                sent.set()
         assert last is not None
         raise last
 
@@ -169,37 +241,38 @@ class _Wire:
         *,
         session: str | None = None,
         headers: dict[str, str] | None = None,
-    ) -> AsyncIterator[httpx.Response]:
-        """A streamed answer (for followed logs); only connecting is retried."""
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """A streamed answer's chunks (for followed logs); only connecting is retried."""
         content = json.dumps(body).encode()
         for attempt in range(1, self.retry.attempts + 1):
-            sent = await self.headers(session, headers)
-            sent["Content-Type"] = "application/json"
-            req = self.http.build_request(
-                method,
-                self.base + path,
-                content=content,
-                headers=sent,
-                timeout=httpx.Timeout(30.0, read=None),
-            )
+            out = await self.headers(session, headers)
+            out["Content-Type"] = "application/json"
             try:
-                resp = await self.http.send(req, stream=True)
-            except (httpx.TransportError, OSError) as exc:
+                resp = await self.http.request(
+                    method, self.base + path, data=content, headers=out, timeout=_STREAM_TIMEOUT
+                )
+            except _UNREACHABLE as exc:
                 if attempt == self.retry.attempts:
                     raise BackendUnavailable(f"cannot reach {self.base}{path}: {exc!r}") from None
                 await asyncio.sleep(self.retry.delay(attempt))
                 continue
             try:
-                if resp.status_code != 200:
-                    await resp.aread()
-                    if resp.status_code >= 500 and attempt < self.retry.attempts:
+                if resp.status != 200:
+                    answer = Answer(resp.status, await resp.read(), resp.reason or "")
+                    if resp.status >= 500 and attempt < self.retry.attempts:
                         await asyncio.sleep(self.retry.delay(attempt))
                         continue
-                    raise RemoteError(_message(resp), resp.status_code)
-                yield resp
+                    raise RemoteError(_message(answer), resp.status)
+                yield resp.content.iter_any()
                 return
             finally:
-                await resp.aclose()
+                resp.release()
+
+
+async def _then_set(content: bytes, sent: asyncio.Event) -> AsyncIterator[bytes]:
+    """``content`` as a request body that sets ``sent`` once it has been written."""
+    yield content
+    sent.set()
 
 
 class _ClientBase:
@@ -214,15 +287,13 @@ class _ClientBase:
         retry: Retry | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        http, base = make_http_client(
-            url, ca_file=ca_file, client_cert=client_cert, timeout=timeout
-        )
+        endpoint = Endpoint.parse(url, ca_file=ca_file, client_cert=client_cert)
         self.url = url
-        self.wire = _Wire(http, base, retry or Retry(), token, headers)
+        self.wire = _Wire(endpoint, retry or Retry(), timeout, token, headers)
 
     async def aclose(self) -> None:
         """Close connections."""
-        await self.wire.http.aclose()
+        await self.wire.aclose()
 
     async def __aenter__(self) -> Any:
         return self
@@ -262,8 +333,8 @@ class _ClientBase:
         body["Opts"]["Follow"] = True
         async with self.wire.stream(
             "GET", "/getLogs", body, session=session, headers=headers
-        ) as resp:
-            async for chunk in resp.aiter_bytes():
+        ) as chunks:
+            async for chunk in chunks:
                 yield chunk
 
     async def open_log_stream(
@@ -431,10 +502,7 @@ class ClientCredentials:
         self.client_secret = client_secret
         self.audience = audience
         self.scope = scope
-        verify: ssl.SSLContext | bool = True
-        if ca_file:
-            verify = ssl.create_default_context(cafile=str(ca_file))
-        self._http = httpx.AsyncClient(verify=verify, timeout=15.0)
+        self._issuer = Endpoint.parse(self.issuer, ca_file=ca_file)
         self._token: str | None = None
         self._expires = 0.0
         self._lock = asyncio.Lock()
@@ -443,15 +511,25 @@ class ClientCredentials:
         async with self._lock:
             if self._token and time.time() < self._expires - 60:
                 return self._token
-            disc = (await self._http.get(self.issuer + "/.well-known/openid-configuration")).json()
             form = {"grant_type": "client_credentials"}
             if self.audience:
                 form["audience"] = self.audience
             if self.scope:
                 form["scope"] = self.scope
-            resp = await self._http.post(
-                disc["token_endpoint"], data=form, auth=(self.client_id, self.client_secret)
-            )
+            try:  # a connection of its own: tokens are fetched about once an hour
+                async with self._issuer.session(15.0) as http:
+                    async with http.get(self.issuer + "/.well-known/openid-configuration") as r:
+                        disc = await r.json(content_type=None)
+                    async with http.post(
+                        disc["token_endpoint"],
+                        data=form,
+                        headers={"Authorization": self._basic_auth()},
+                    ) as r:
+                        resp = Answer(r.status, await r.read(), r.reason or "")
+            except _UNREACHABLE as exc:
+                raise BackendUnavailable(
+                    f"cannot reach the issuer {self.issuer}: {exc!r}"
+                ) from None
             if resp.status_code != 200:
                 raise RemoteError(
                     f"the issuer refused the client-credentials grant: {_message(resp)}",
@@ -462,6 +540,6 @@ class ClientCredentials:
             self._expires = time.time() + float(body.get("expires_in", 300))
             return self._token
 
-    async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self._http.aclose()
+    def _basic_auth(self) -> str:
+        pair = f"{self.client_id}:{self.client_secret}".encode()
+        return "Basic " + base64.b64encode(pair).decode()

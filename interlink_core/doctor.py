@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ssl
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 from .apiserver import ApiServerConfig
 from .auth import JWKSCache
-from .client import InterLinkClient, PluginClient, RemoteError, Retry, static_token
+from .client import Endpoint, InterLinkClient, PluginClient, RemoteError, Retry, static_token
 from .config import load_config
 from .errors import ConfigError, InterLinkError
 from .names import CONNECTIVITY_CONDITION, VK_NODE_SELECTOR
@@ -124,15 +123,12 @@ async def check_plugin(report: Report, url: str) -> None:
 
 async def check_api(report: Report, url: str, token: str | None, ca_file: Path | None) -> None:
     """Is the API server up, is the token accepted, does it reach its plugin?"""
-    verify: ssl.SSLContext | bool = True
-    if ca_file:
-        verify = ssl.create_default_context(cafile=str(ca_file))
     try:
-        async with httpx.AsyncClient(timeout=10, verify=verify) as http:
-            resp = await http.get(url.rstrip("/") + "/healthz")
-        resp.raise_for_status()
+        endpoint = Endpoint.parse(url, ca_file=ca_file)
+        async with endpoint.session(10.0) as http, http.get(endpoint.base + "/healthz") as resp:
+            resp.raise_for_status()
         report.ok(f"API server {url} is up")
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         report.fail(
             f"API server {url} is not reachable: {exc!r}",
             "start it (interlink api / interlink up) or fix --url",

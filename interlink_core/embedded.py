@@ -4,6 +4,7 @@ as child processes. Used by ``interlink up`` and ``interlink demo`` (and by test
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import secrets
 import signal
@@ -15,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-import httpx
 import yaml
 
 from .errors import BackendUnavailable
@@ -99,23 +99,29 @@ class EmbeddedEdge:
         deadline = time.monotonic() + timeout
         headers = {"Authorization": f"Bearer {self.token}"}
         last = ""
-        with httpx.Client(timeout=2) as http:
-            while time.monotonic() < deadline:
-                for p in self.procs:
-                    if p.poll() is not None:
-                        self.stop()
-                        raise BackendUnavailable(
-                            f"a service of the embedded edge exited ({p.returncode}); "
-                            f"see the logs in {self.state_dir / 'logs'}"
-                        )
-                try:
-                    resp = http.post(self.url + "/pinglink", headers=headers)
-                    if resp.status_code == 200:
-                        return
-                    last = resp.text
-                except httpx.HTTPError as exc:
-                    last = repr(exc)
-                time.sleep(0.1)
+        while time.monotonic() < deadline:
+            for p in self.procs:
+                if p.poll() is not None:
+                    self.stop()
+                    raise BackendUnavailable(
+                        f"a service of the embedded edge exited ({p.returncode}); "
+                        f"see the logs in {self.state_dir / 'logs'}"
+                    )
+            # a loopback readiness poll: the standard library is enough. The connection is
+            # kept alive and closed by us, so the API server's port never lingers in TIME_WAIT.
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
+            try:
+                conn.request("POST", "/pinglink", headers=headers)
+                resp = conn.getresponse()
+                body = resp.read()
+                if resp.status == 200:
+                    return
+                last = body.decode(errors="replace")
+            except (OSError, http.client.HTTPException) as exc:  # refused, reset, timeouts
+                last = repr(exc)
+            finally:
+                conn.close()
+            time.sleep(0.1)
         self.stop()
         raise BackendUnavailable(f"the embedded edge did not come up in {timeout}s: {last}")
 

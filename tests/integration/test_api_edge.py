@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -244,6 +245,19 @@ async def test_plugin_killed_mid_flight_then_restarted(issuer: Issuer, tmp_path:
                 with pytest.raises(RemoteError) as err:
                     await once.status(pods)
                 assert err.value.status_code == 502
+            # the body is checked while the plugin is tried: a bad one is refused at once, not
+            # after the API server's retries of the plugin (0.2 + 0.4 + 0.8 + 1.6 s, ± jitter)
+            t0 = time.monotonic()
+            bad = await asyncio.to_thread(
+                httpx.request,
+                "GET",
+                api.url + "/status",
+                json=[{"metadata": {"name": "x"}}],
+                headers={"Authorization": f"Bearer {issuer.client_token()}"},
+                timeout=30,
+            )
+            assert bad.status_code == 422 and "pod.metadata.namespace" in bad.json()["error"]
+            assert time.monotonic() - t0 < 1.0
             plugin = start_plugin(tmp_path / "plugin")
             statuses = await vk.status(pods)
             assert sorted(s.JID for s in statuses) == sorted(jids)

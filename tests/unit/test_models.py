@@ -12,17 +12,17 @@ from pydantic import ValidationError
 from interlink_core.apiserver import retrieved_pod_data
 from interlink_core.models import (
     POD_STATUS_LIST,
-    STATUS_DIGESTS,
     ContainerLogOpts,
     CreateStruct,
     LogStruct,
     PingAnswer,
     PodCreateRequests,
     RetrievedPodData,
-    digest_uid,
     dump,
     pod_state,
     pod_uids,
+    status_containers,
+    status_uids,
     validation_message,
 )
 
@@ -152,15 +152,21 @@ def test_pod_uids_reads_a_status_body_and_names_bad_fields() -> None:
     assert bad.value.errors()[0]["type"] == "json_invalid"
 
 
-def test_status_digests_give_uid_and_state_of_every_status() -> None:
+def test_status_answers_are_read_for_uids_and_containers() -> None:
     answer = golden("status_response.json")
     assert isinstance(answer, list)
-    digests = STATUS_DIGESTS.validate_json(json.dumps(answer))
-    assert [digest_uid(d) for d in digests] == [s["UID"] for s in answer]
-    assert [pod_state(d.get("containers") or []) for d in digests] == ["running"]
+    raw = json.dumps(answer).encode()
+    assert status_uids(raw) == [s["UID"] for s in answer]
+    assert [pod_state(c) for c in status_containers(raw).values()] == ["running"]
     # upstream's alias and Go's nulls
-    go = STATUS_DIGESTS.validate_json(b'[{"PodUID": "u1", "containers": null}]')
-    assert digest_uid(go[0]) == "u1" and pod_state(go[0].get("containers") or []) == "pending"
+    go = b'[{"PodUID": "u1", "containers": null}, {"UID": null}]'
+    assert status_uids(go) == ["u1", ""]
+    assert status_containers(go) == {"u1": [], "": []}
+    with pytest.raises(ValidationError) as bad:
+        status_uids(b'[{"UID": 7}]')
+    assert "UID" in validation_message(bad.value)
+    with pytest.raises(ValidationError):
+        status_uids(b'{"UID": "u1"}')
 
 
 @pytest.mark.parametrize(
