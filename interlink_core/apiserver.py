@@ -234,13 +234,50 @@ class Observe:
 
 
 class _PodStates:
-    """Collector of ``interlink_api_pods{state}``: the last known containers of each pod, whose
-    states are counted when Prometheus scrapes (a status call only stores references)."""
+    """Collector of ``interlink_api_pods{state}``: the last known containers of each pod.
 
-    def __init__(self) -> None:
+    A status call does no work for it: the plugin's answer is kept as it came and read when
+    Prometheus scrapes (or once ``max_unread`` answers wait, after a response has been sent),
+    so metrics never compete with the caller for the CPU on the status path."""
+
+    def __init__(self, max_unread: int = 8) -> None:
         self.latest: dict[str, Sequence[Mapping[str, Any]]] = {}
+        self.unread: list[bytes] = []
+        self.max_unread = max_unread
+
+    def keep(self, answer: bytes) -> bool:
+        """Keep a ``/status`` answer to read later; True when the unread ones are due."""
+        self.unread.append(answer)
+        return len(self.unread) >= self.max_unread
+
+    async def read_later(self) -> None:
+        """:meth:`read` as a background task (async: Starlette runs plain functions in a
+        thread, and these structures belong to the event loop)."""
+        self.read()
+
+    def read(self) -> None:
+        """Read the kept answers, oldest first (an answer whose containers are not lists is
+        left out, with a warning: its UIDs were checked before it was passed on)."""
+        unread, self.unread = self.unread, []
+        for answer in unread:
+            try:
+                self.latest.update(status_containers(answer))
+            except msgspec.MsgspecError as exc:
+                log.warning("pod states not updated from a plugin's /status answer: %s", exc)
+
+    def update(self, statuses: Iterable[Mapping[str, Any]]) -> None:
+        """Remember each pod's containers from pod statuses (after the kept answers)."""
+        self.read()
+        for s in statuses:
+            self.latest[digest_uid(s)] = s.get("containers") or []
+
+    def forget(self, uid: str) -> None:
+        """Drop a deleted pod (after the kept answers, which may still name it)."""
+        self.read()
+        self.latest.pop(uid, None)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        self.read()
         counts = dict.fromkeys(("pending", "running", "succeeded", "failed"), 0)
         for containers in list(self.latest.values()):
             state = pod_state(containers)
@@ -285,21 +322,11 @@ class Metrics:
 
     def observe_statuses(self, statuses: Iterable[Mapping[str, Any]]) -> None:
         """Remember each pod's containers from pod statuses (whole or digests)."""
-        latest = self.pods.latest
-        for s in statuses:
-            latest[digest_uid(s)] = s.get("containers") or []
-
-    async def observe_answer(self, answer: bytes) -> None:
-        """Remember each pod's containers from a plugin's ``/status`` answer (whose UIDs were
-        read already: an answer whose containers are not lists is left out, with a warning)."""
-        try:
-            self.pods.latest.update(status_containers(answer))
-        except msgspec.MsgspecError as exc:
-            log.warning("pod states not updated: the plugin's /status answer: %s", exc)
+        self.pods.update(statuses)
 
     def forget(self, uid: str) -> None:
         """Drop a deleted pod."""
-        self.pods.latest.pop(uid, None)
+        self.pods.forget(uid)
 
 
 def invalid_body(errors: Sequence[Mapping[str, Any]]) -> JSONResponse:
@@ -552,9 +579,10 @@ def make_app(config: ApiServerConfig) -> Any:
                 502,
             ) from None
         if all(uid in owners for uid in answered):  # nothing to hide: pass the bytes through
-            # pod states for /metrics are read once the caller has its answer
-            observe = BackgroundTask(metrics.observe_answer, resp.content)
-            return Response(resp.content, media_type="application/json", background=observe)
+            # pod states for /metrics: read at the next scrape (or after this answer was sent)
+            due = metrics.pods.keep(resp.content)
+            later = BackgroundTask(metrics.pods.read_later) if due else None
+            return Response(resp.content, media_type="application/json", background=later)
         # statuses of pods this API server does not know for this tenant (asked for with the
         # known ones, or answered unasked) are left out
         kept = [s for s, uid in zip(resp.json(), answered, strict=True) if uid in owners]
