@@ -442,7 +442,6 @@ def make_app(config: ApiServerConfig) -> Any:
         try:
             yield
         finally:
-            await edge.auth.close()
             await edge.plugin.aclose()
             edge.registry.close()
 

@@ -94,29 +94,20 @@ class JWKSCache:
         self._fetched = 0.0
         self._lock = asyncio.Lock()
         self._issuer = Endpoint.parse(cfg.issuer, ca_file=cfg.ca_file)
-        self._http: aiohttp.ClientSession | None = None
-
-    async def close(self) -> None:
-        """Close the HTTP client."""
-        if self._http is not None:
-            await self._http.close()
-
-    async def _get_json(self, url: str) -> Any:
-        if self._http is None:
-            self._http = self._issuer.session(10.0)
-        async with self._http.get(url) as resp:
-            return await resp.json(content_type=None)
 
     async def _fetch(self) -> None:
         base = self.cfg.issuer.rstrip("/")
-        try:
-            disc = await self._get_json(base + "/.well-known/openid-configuration")
-            if disc.get("issuer", "").rstrip("/") != base:
-                raise BackendUnavailable(
-                    f"the OIDC discovery document names issuer {disc.get('issuer')!r}, but "
-                    f"auth.oidc.issuer is {self.cfg.issuer!r}: make them equal"
-                )
-            jwks = await self._get_json(disc["jwks_uri"])
+        try:  # a connection of its own: keys are fetched rarely (start, rotation)
+            async with self._issuer.session(10.0) as http:
+                async with http.get(base + "/.well-known/openid-configuration") as resp:
+                    disc = await resp.json(content_type=None)
+                if disc.get("issuer", "").rstrip("/") != base:
+                    raise BackendUnavailable(
+                        f"the OIDC discovery document names issuer {disc.get('issuer')!r}, but "
+                        f"auth.oidc.issuer is {self.cfg.issuer!r}: make them equal"
+                    )
+                async with http.get(disc["jwks_uri"]) as resp:
+                    jwks = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as exc:
             raise BackendUnavailable(
                 f"cannot read the OIDC issuer's keys from {base}: {exc.__class__.__name__}: {exc}"
@@ -158,11 +149,6 @@ class Authenticator:
                 "INSECURE: auth.insecure_dev_token is set; anyone with that token is tenant "
                 "'dev'. Use it for local demos only, never on a shared network."
             )
-
-    async def close(self) -> None:
-        """Release the issuer client."""
-        if self.jwks:
-            await self.jwks.close()
 
     async def identify(
         self, authorization: str | None, peer_cert: dict[str, Any] | None

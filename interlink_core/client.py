@@ -79,6 +79,11 @@ class Answer:
     def text(self) -> str:
         return self.content.decode(errors="replace")
 
+    @classmethod
+    async def read(cls, resp: aiohttp.ClientResponse) -> Answer:
+        """Read the whole of an aiohttp answer."""
+        return cls(resp.status, await resp.read(), resp.reason or "")
+
 
 def _message(resp: Answer) -> str:
     try:
@@ -99,7 +104,7 @@ class Endpoint:
     base: str
     socket: str | None = None
     ssl: ssl.SSLContext | bool = True
-    """``True`` verifies against the system CAs, ``False`` does not verify."""
+    """``True`` verifies against the system CAs."""
 
     @classmethod
     def parse(
@@ -108,13 +113,12 @@ class Endpoint:
         *,
         ca_file: Path | None = None,
         client_cert: tuple[Path, Path] | None = None,
-        verify: bool = True,
     ) -> Endpoint:
         """``unix:///path`` selects a unix socket; ``https://`` may name a CA file and a client
         certificate (mTLS)."""
         if url.startswith("unix://"):
             return cls("http://localhost", socket=url.removeprefix("unix://"))
-        ctx: ssl.SSLContext | bool = verify
+        ctx: ssl.SSLContext | bool = True
         if url.startswith("https://") and (ca_file or client_cert):
             ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
             if client_cert:
@@ -212,7 +216,7 @@ class _Wire:
                     async with self.http.request(
                         method, self.base + path, data=payload, headers=out
                     ) as r:
-                        resp = Answer(r.status, await r.read(), r.reason or "")
+                        resp = await Answer.read(r)
                 except _UNREACHABLE as exc:
                     last = BackendUnavailable(f"cannot reach {self.base}{path}: {exc!r}")
                 else:
@@ -258,7 +262,7 @@ class _Wire:
                 continue
             try:
                 if resp.status != 200:
-                    answer = Answer(resp.status, await resp.read(), resp.reason or "")
+                    answer = await Answer.read(resp)
                     if resp.status >= 500 and attempt < self.retry.attempts:
                         await asyncio.sleep(self.retry.delay(attempt))
                         continue
@@ -267,6 +271,14 @@ class _Wire:
                 return
             finally:
                 resp.release()
+
+
+def _created(resp: Answer) -> CreateStruct:
+    """A create answer; upstream plugins may wrap it in a list (and answer 201)."""
+    data = resp.json()
+    if isinstance(data, list):
+        data = data[0] if data else {}
+    return CreateStruct.model_validate(data)
 
 
 async def _then_set(content: bytes, sent: asyncio.Event) -> AsyncIterator[bytes]:
@@ -375,10 +387,7 @@ class InterLinkClient(_ClientBase):
         resp = await self.wire.call(
             "POST", "/create", dump(request), session=session, ok=(200, 201), headers=headers
         )
-        data = resp.json()
-        if isinstance(data, list):
-            data = data[0] if data else {}
-        return CreateStruct.model_validate(data)
+        return _created(resp)
 
     async def delete(
         self, pod: JSON, session: str | None = None, headers: dict[str, str] | None = None
@@ -419,10 +428,7 @@ class PluginClient(_ClientBase):
         resp = await self.wire.call(
             "POST", "/create", dump(data), session=session, ok=(200, 201), headers=headers
         )
-        answer = resp.json()
-        if isinstance(answer, list):
-            answer = answer[0] if answer else {}
-        return CreateStruct.model_validate(answer)
+        return _created(resp)
 
     async def delete(
         self, pod: JSON, session: str | None = None, headers: dict[str, str] | None = None
@@ -525,7 +531,7 @@ class ClientCredentials:
                         data=form,
                         headers={"Authorization": self._basic_auth()},
                     ) as r:
-                        resp = Answer(r.status, await r.read(), r.reason or "")
+                        resp = await Answer.read(r)
             except _UNREACHABLE as exc:
                 raise BackendUnavailable(
                     f"cannot reach the issuer {self.issuer}: {exc!r}"

@@ -75,8 +75,6 @@ async def diagnose(args: argparse.Namespace) -> int:
             report.ok(f"OIDC issuer {config.auth.oidc.issuer} publishes {len(jwks._keys)} key(s)")
         except InterLinkError as exc:
             report.fail(exc.message, "check auth.oidc.issuer, auth.oidc.ca_file and the network")
-        finally:
-            await jwks.close()
     if args.url:
         await check_api(report, args.url, args.token, args.ca_file)
     if args.kubeconfig:

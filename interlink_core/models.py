@@ -256,6 +256,10 @@ class _StatusUID(msgspec.Struct):
     UID: str | None = None
     PodUID: str | None = None
 
+    @property
+    def uid(self) -> str:
+        return self.UID or self.PodUID or ""
+
 
 class _StatusContainers(_StatusUID):
     containers: list[JSON] | None = None
@@ -283,7 +287,7 @@ def status_uids(raw: bytes) -> list[str]:
 
     Raises :class:`pydantic.ValidationError` when ``raw`` is not a list of objects."""
     try:
-        return [s.UID or s.PodUID or "" for s in _STATUS_UIDS.decode(raw)]
+        return [s.uid for s in _STATUS_UIDS.decode(raw)]
     except msgspec.MsgspecError:
         return [digest_uid(s) for s in STATUS_UIDS.validate_json(raw)]
 
@@ -293,7 +297,7 @@ def status_containers(raw: bytes) -> dict[str, list[JSON]]:
     :func:`pod_state` reads), without building the rest.
 
     Raises :class:`msgspec.MsgspecError` when ``raw`` is not a list of pod statuses."""
-    return {s.UID or s.PodUID or "": s.containers or [] for s in _STATUS_CONTAINERS.decode(raw)}
+    return {s.uid: s.containers or [] for s in _STATUS_CONTAINERS.decode(raw)}
 
 
 class StatusUID(TypedDict, total=False):
