@@ -51,12 +51,12 @@ import kr8s.asyncio  # noqa: E402
 from dask_jobqueue.slurm import SLURMCluster, SLURMJob  # noqa: E402
 from distributed import Client, Scheduler  # noqa: E402
 from distributed.diagnostics.plugin import SchedulerPlugin  # noqa: E402
-from slurm_vk_world import TOKEN, World  # noqa: E402
 
 from interlink_core.names import JOB_ID_ANNOTATION  # noqa: E402
 from interlink_dask import InterLinkCluster  # noqa: E402
 from tests.helpers.k8s import ensure_k8s  # noqa: E402
 from tests.helpers.slurm import ensure_slurm, scancel  # noqa: E402
+from tests.helpers.slurm_vk_world import TOKEN, World  # noqa: E402
 
 WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
 MEMORY = "256MiB"

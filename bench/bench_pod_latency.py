@@ -30,11 +30,11 @@ sys.path.insert(0, str(REPO))
 import kr8s.asyncio  # noqa: E402
 from bench_slurm_latency import POLL, gone, write_table  # noqa: E402
 from percentiles import summary_ms  # noqa: E402
-from slurm_vk_world import World  # noqa: E402
 
 from interlink_core.names import JOB_ID_ANNOTATION, VK_TAINT_KEY  # noqa: E402
 from tests.helpers.k8s import ensure_k8s  # noqa: E402
 from tests.helpers.slurm import ensure_slurm  # noqa: E402
+from tests.helpers.slurm_vk_world import World  # noqa: E402
 
 
 def squeue_state(job: str) -> str:

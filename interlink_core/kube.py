@@ -15,6 +15,7 @@ from kr8s.asyncio import Api
 
 from .jobfiles import rfc3339
 from .models import JSON
+from .names import JOB_ID_ANNOTATION, UPSTREAM_JOB_ID_ANNOTATION
 
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 LEASES_API = "coordination.k8s.io/v1"
@@ -49,6 +50,12 @@ def lease_expired(lease: JSON, now: datetime | None = None) -> bool:
     """Whether the holder stopped renewing ``lease`` (by :func:`lease_expiry`)."""
     ends = lease_expiry(lease)
     return ends is not None and ends < (now or datetime.now(UTC))
+
+
+def job_id(pod: JSON) -> str:
+    """The remote job id the virtual kubelet wrote on the pod (ours, or upstream's annotation)."""
+    ann = (pod.get("metadata") or {}).get("annotations") or {}
+    return str(ann.get(JOB_ID_ANNOTATION) or ann.get(UPSTREAM_JOB_ID_ANNOTATION) or "")
 
 
 def status_code(exc: BaseException) -> int | None:

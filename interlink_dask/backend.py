@@ -55,6 +55,8 @@ class Backend(ABC):
     def __init__(self, opts: ClusterOptions) -> None:
         self.opts = opts
         self.views: dict[str, PodView] = {}
+        self.on_change: Callable[[], None] | None = None
+        """Called (in the event loop) whenever :attr:`views` changes."""
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -105,8 +107,11 @@ class Backend(ABC):
             await asyncio.sleep(self.opts.status_interval)
 
     def update(self, views: dict[str, PodView]) -> None:
-        """Replace the views."""
+        """Replace the views (and tell :attr:`on_change` if anything changed)."""
+        changed = views != self.views
         self.views = views
+        if changed and self.on_change is not None:
+            self.on_change()
 
     async def close(self, shutdown: bool) -> None:
         """Stop background work; with ``shutdown``, remove the cluster's record."""

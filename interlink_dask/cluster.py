@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import html
+import json
 import math
 from collections import defaultdict
 from collections.abc import AsyncGenerator, Sequence
+from inspect import isawaitable
 from typing import Any
 
 from dask.utils import parse_bytes
@@ -16,16 +19,29 @@ from distributed import Scheduler
 from distributed.core import Status, rpc
 from distributed.deploy.adaptive import Adaptive
 from distributed.deploy.spec import ProcessInterface, SpecCluster
+from distributed.diagnostics.plugin import SchedulerPlugin
 from distributed.objects import SchedulerInfo
 from distributed.utils import Log, Logs, NoOpAwaitable
 
 from interlink_core.embedded import free_port
+from interlink_core.kube import now_rfc3339
+from interlink_core.models import JSON
 
 from .backend import Backend, ClusterRecord, log, route_address
 from .config import ClusterOptions, load_options
 from .pods import worker_names
 from .scaling import hold_scale_up, pods_to_drop
 from .states import SUBMITTED, WorkerRow, WorkerState, counts, table
+
+
+def digest(snapshot: JSON) -> str:
+    """A short fingerprint of a cluster snapshot (what watchers compare)."""
+    data = json.dumps(snapshot, sort_keys=True, default=str).encode()
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
+
+
+WATCH_TICK = 1.0
+"""Seconds after which a watcher's wait re-reads the cluster even without a change event."""
 
 
 def make_backend(opts: ClusterOptions) -> Backend:
@@ -141,6 +157,28 @@ class InterLinkAdaptive(Adaptive):
                 del tally[k]
         return {"status": "down", "workers": sorted(firmly)} if firmly else {"status": "same"}
 
+    async def scale_up(self, n: int) -> None:
+        """Ask for ``n`` workers without ending adaptive scaling (a user's ``scale`` does)."""
+        cluster: InterLinkCluster = self.cluster  # type: ignore[assignment]
+        f = cluster._scale(n)
+        if isawaitable(f):
+            await f
+
+
+class ChangeNotifier(SchedulerPlugin):
+    """Tells the cluster when a worker connects or leaves (its rows change)."""
+
+    name = "interlink-changes"
+
+    def __init__(self, changed: Any) -> None:
+        self.changed = changed
+
+    def add_worker(self, scheduler: Any = None, worker: Any = None) -> None:
+        self.changed()
+
+    def remove_worker(self, scheduler: Any = None, worker: Any = None, **kwargs: Any) -> None:
+        self.changed()
+
 
 class InterLinkCluster(SpecCluster):
     """A Dask cluster whose workers run as pods on interLink virtual nodes.
@@ -173,7 +211,11 @@ class InterLinkCluster(SpecCluster):
         # an attached cluster (from_name) makes no pods: the owner does
         self.backend: Backend | None = None if _attach else make_backend(self.options)
         self._remote_rows: list[WorkerRow] = []
+        self._remote_summary: JSON = {}
+        self._remote_digest = ""
         self._rows_task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self.created = ""
         self.contact_address = ""
         processes = self.options.processes
         worker: dict[str, Any] = {
@@ -242,16 +284,20 @@ class InterLinkCluster(SpecCluster):
                 await self.backend.close(shutdown=False)
             raise
         self.scheduler_spec["options"] = self._scheduler_options()
+        self.created = now_rfc3339()
         await super()._start()
         assert isinstance(self.scheduler, Scheduler)
         self.scheduler.handlers.update(
             {
                 "interlink_scale": self._handle_scale,
                 "interlink_adapt": self._handle_adapt,
-                "interlink_rows": self._handle_rows,
+                "interlink_watch": self._handle_watch,
+                "interlink_logs": self._handle_logs,
                 "interlink_close": self._handle_close,
             }
         )
+        self.scheduler.add_plugin(ChangeNotifier(self._changed))
+        self.backend.on_change = self._changed
         await self.backend.publish(self.contact_address, self.dashboard_link)
         await self.backend.start()
         return None
@@ -264,7 +310,7 @@ class InterLinkCluster(SpecCluster):
         self.scheduler_comm = rpc(
             record.scheduler, connection_args=self.security.get_connection_args("client")
         )
-        await self._poll_remote_once()
+        await self._poll_remote_once(wait=0)
         self._rows_task = asyncio.create_task(self._poll_remote())
         self.status = Status.running
 
@@ -320,7 +366,27 @@ class InterLinkCluster(SpecCluster):
     ) -> Any:
         """Scale to ``n`` workers (``ceil(n / processes)`` pods) or to ``jobs`` pods; with
         ``memory``/``cores``, to at least that much. Pods that have not connected yet go
-        first when shrinking (queued before started)."""
+        first when shrinking (queued before started). Ends adaptive scaling, as a manual
+        scale does in dask-gateway: otherwise the next adaptive step would undo it."""
+        if not self._attach:
+            self.stop_adaptive("manual scale")
+        return self._scale(n, jobs, memory, cores)
+
+    def stop_adaptive(self, reason: str = "stopped by the user") -> None:
+        """End adaptive scaling (the workers stay as they are)."""
+        adaptive = getattr(self, "_adaptive", None)
+        if adaptive is not None:
+            adaptive.stop(reason=reason)
+            self._adaptive = None
+            self.loop.add_callback(self._changed)
+
+    def _scale(
+        self,
+        n: int | None = None,
+        jobs: int = 0,
+        memory: str | None = None,
+        cores: int | None = None,
+    ) -> Any:
         processes = self.options.processes
         if n is not None:
             jobs = math.ceil(n / processes)
@@ -343,7 +409,9 @@ class InterLinkCluster(SpecCluster):
             Status.closed,
         ):
             self.worker_spec.update(self.new_worker_spec())
-        self.loop.add_callback(self._correct_state)
+        if self.status == Status.running:  # before that, _start makes the workers
+            self.loop.add_callback(self._correct_state)
+            self.loop.add_callback(self._changed)
         return NoOpAwaitable() if self.asynchronous else None
 
     def _new_worker_name(self, worker_number: int) -> str:
@@ -378,13 +446,15 @@ class InterLinkCluster(SpecCluster):
                 **kwargs,
             )
         pod_of = self._pod_of_worker
-        return super().adapt(
+        adaptive = super().adapt(
             Adaptive=InterLinkAdaptive,
             minimum=minimum,
             maximum=maximum,
             worker_key=lambda ws: pod_of(str(ws.name)),
             **kwargs,
         )
+        self.loop.add_callback(self._changed)
+        return adaptive
 
     def _pod_of_worker(self, worker: str) -> str:
         if worker in self.worker_spec or self.options.processes == 1:
@@ -409,14 +479,56 @@ class InterLinkCluster(SpecCluster):
             n = connected.get(str(pod), 0)
             if n and view.state != WorkerState.FINISHED:
                 reason = "" if self.options.processes == 1 else f"{n}/{self.options.processes}"
-                rows.append(WorkerRow(str(pod), WorkerState.CONNECTED, reason))
+                rows.append(WorkerRow(str(pod), WorkerState.CONNECTED, reason, view.detail))
             else:
-                rows.append(WorkerRow(str(pod), view.state, view.reason))
+                rows.append(WorkerRow(str(pod), view.state, view.reason, view.detail))
         return rows
 
     def worker_state_counts(self) -> dict[str, int]:
         """How many worker pods are in each state."""
         return counts(self.worker_states)
+
+    @property
+    def adaptive_bounds(self) -> tuple[float, float] | None:
+        """``(minimum, maximum)`` workers while adaptive scaling runs, else None."""
+        if self._attach:
+            bounds = self._remote_summary.get("adapt")
+            if not bounds:
+                return None
+            top = bounds.get("maximum")
+            return bounds["minimum"], math.inf if top is None else top
+        adaptive = getattr(self, "_adaptive", None)
+        if adaptive is None or adaptive.state in ("stopped", "inactive"):
+            return None
+        return adaptive.minimum, adaptive.maximum
+
+    def summary(self, rows: list[WorkerRow] | None = None) -> JSON:
+        """What a dashboard shows of the cluster (the Jupyter extension's cluster summary)."""
+        if self._attach:
+            return dict(self._remote_summary)
+        rows = self.worker_states if rows is None else rows
+        bounds = self.adaptive_bounds
+        workers = len(self.scheduler.workers) if isinstance(self.scheduler, Scheduler) else 0
+        namespace = getattr(self.backend, "namespace", None) or self.options.direct.namespace
+        return {
+            "name": self.name,
+            "mode": self.options.mode,
+            "namespace": namespace,
+            "node": self.options.node,
+            "counts": counts(rows),
+            "pods": len(rows),
+            "workers": workers,
+            "processes": self.options.processes,
+            "adapt": None
+            if bounds is None
+            else {
+                "minimum": bounds[0],
+                "maximum": None if math.isinf(bounds[1]) else bounds[1],
+            },
+            "dashboard_link": self.dashboard_link if self.scheduler_info else "",
+            "scheduler_address": self.scheduler_address if self.scheduler_info else "",
+            "created": self.created,
+        }
 
     async def retire_candidates(self, n_workers: int, adaptive: bool) -> list[str]:
         """Names of the workers of the pods to remove to drop about ``n_workers`` workers
@@ -486,33 +598,77 @@ class InterLinkCluster(SpecCluster):
 
     # -- requests from other processes (from_name) --------------------------------------------
 
+    def _changed(self) -> None:
+        """Wake the watchers (:meth:`_handle_watch`): the rows or the summary may differ."""
+        if self._wake is not None:
+            self._wake.set()
+        self._wake = asyncio.Event()
+
+    def snapshot(self) -> JSON:
+        """Summary and rows, as watchers receive them."""
+        rows = self.worker_states
+        return {"summary": self.summary(rows), "rows": [r.as_json() for r in rows]}
+
     async def _handle_scale(self, jobs: int = 0) -> None:
         self.scale(jobs=jobs)
 
     async def _handle_adapt(self, **kwargs: Any) -> None:
         if kwargs.pop("stop", False):
-            if self._adaptive is not None:
-                self._adaptive.stop()
+            self.stop_adaptive()
             return
         if kwargs.get("maximum") is None:
             kwargs["maximum"] = math.inf
         self.adapt(**kwargs)
 
-    async def _handle_rows(self) -> list[tuple[str, str, str]]:
-        return [(r.pod, r.state.value, r.reason) for r in self.worker_states]
+    async def _handle_watch(self, seen: str = "", wait: float = 10.0) -> JSON:
+        """The cluster's :meth:`snapshot` (with its ``digest``) as soon as its digest differs
+        from ``seen`` (at once when it already does), or after ``wait`` seconds. Changes wake
+        it at once (pod states, workers connecting, scale, adapt); it also re-reads every
+        :data:`WATCH_TICK`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            if self._wake is None:
+                self._wake = asyncio.Event()
+            wake = self._wake
+            snap = self.snapshot()
+            snap["digest"] = digest(snap)
+            left = deadline - loop.time()
+            if snap["digest"] != seen or left <= 0 or self.status != Status.running:
+                return snap
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), min(left, WATCH_TICK))
+
+    async def _handle_logs(self, pod: str, tail: int | None = None, since: int = 0) -> JSON:
+        """A worker pod's container log: the last ``tail`` lines, or what came after byte
+        ``since``; ``size`` is the log's length in bytes (the next ``since``)."""
+        if pod not in self.worker_spec:
+            raise KeyError(f"pod: {pod!r} is not a worker pod of cluster {self.name}")
+        data = (await self.backend.logs(pod)).encode()
+        text = data[since:] if since else data
+        if tail is not None and not since:
+            text = b"".join(text.splitlines(keepends=True)[-tail:]) if tail > 0 else b""
+        view = self.backend.views.get(pod, SUBMITTED)
+        return {
+            "text": text.decode(errors="replace"),
+            "size": len(data),
+            "finished": view.state == WorkerState.FINISHED,
+        }
 
     async def _handle_close(self) -> None:
         self.loop.add_callback(self._close)
 
-    async def _poll_remote_once(self) -> None:
+    async def _poll_remote_once(self, wait: float = 10.0) -> None:
+        snap = await self.scheduler_comm.interlink_watch(seen=self._remote_digest, wait=wait)
+        self._remote_digest = snap["digest"]
         self.scheduler_info = SchedulerInfo(await self.scheduler_comm.identity())
-        rows = await self.scheduler_comm.interlink_rows()
-        self._remote_rows = [WorkerRow(p, WorkerState(s), r) for p, s, r in rows]
+        self._remote_summary = snap["summary"]
+        self._remote_rows = [WorkerRow.from_json(r) for r in snap["rows"]]
 
     async def _poll_remote(self) -> None:
         while True:
-            await asyncio.sleep(self.options.status_interval)
             try:
                 await self._poll_remote_once()
             except Exception as exc:
                 log.debug("cannot refresh %s from its owner: %s", self.name, exc)
+                await asyncio.sleep(self.options.status_interval)

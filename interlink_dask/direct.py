@@ -7,15 +7,17 @@ import json
 import os
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from interlink_core.client import InterLinkClient, RemoteError, static_token, token_file
 from interlink_core.errors import BackendUnavailable
+from interlink_core.kube import now_rfc3339
 from interlink_core.models import JSON, LogStruct, PodCreateRequests, digest_uid
 
 from .backend import Backend, ClusterExists, ClusterRecord
 from .config import ClusterOptions, holder_identity
 from .pods import WORKER_CONTAINER, worker_pod
-from .states import view_of_wire_status
+from .states import PodDetail, view_of_wire_status
 
 
 def _records_dir(opts: ClusterOptions) -> Path:
@@ -63,6 +65,8 @@ class DirectBackend(Backend):
         assert d.url is not None  # checked by ClusterOptions
         self.client = InterLinkClient(d.url, token=token, ca_file=d.ca_file)
         self.pods: dict[str, JSON] = {}
+        self.details: dict[str, PodDetail] = {}
+        self.edge = urlsplit(d.url).netloc or d.url
         self.record_path = _records_dir(opts) / f"{opts.cluster_name}.json"
 
     @property
@@ -111,11 +115,13 @@ class DirectBackend(Backend):
             namespace=self.opts.direct.namespace,
             uid=str(uuid.uuid4()),
         )
-        await self.client.create(PodCreateRequests.model_validate({"pod": pod}))
+        answer = await self.client.create(PodCreateRequests.model_validate({"pod": pod}))
         self.pods[pod_name] = pod
+        self.details[pod_name] = PodDetail(answer.PodJID, self.edge, now_rfc3339())
 
     async def delete(self, pod_name: str) -> None:
         pod = self.pods.pop(pod_name, None)
+        self.details.pop(pod_name, None)
         if pod is None:
             return
         try:
@@ -147,8 +153,9 @@ class DirectBackend(Backend):
         views = {}
         for pod in pods:
             status = by_uid.get(pod["metadata"]["uid"])
+            name = pod["metadata"]["name"]
             if status is not None:
-                views[pod["metadata"]["name"]] = view_of_wire_status(status)
+                views[name] = view_of_wire_status(status, self.details.get(name, PodDetail()))
         self.update(views)
 
     async def close(self, shutdown: bool) -> None:

@@ -4,10 +4,11 @@ queued (with the batch system's reason), starting, running, connected, finished.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+from interlink_core.kube import job_id
 from interlink_core.models import JSON, pod_state
 
 
@@ -25,11 +26,22 @@ STATE_ORDER = list(WorkerState)
 
 
 @dataclass(frozen=True)
+class PodDetail:
+    """What a user wants to know about a worker pod besides its state."""
+
+    job_id: str = ""
+    node: str = ""
+    created: str | None = None  # RFC 3339
+    restarts: int = 0
+
+
+@dataclass(frozen=True)
 class PodView:
     """A worker pod as the cluster shows it."""
 
     state: WorkerState
     reason: str = ""
+    detail: PodDetail = PodDetail()
 
 
 SUBMITTED = PodView(WorkerState.QUEUED, "submitted")
@@ -68,8 +80,23 @@ def _waiting_view(containers: list[JSON]) -> PodView | None:
     return None
 
 
-def view_of_kube_pod(pod: JSON) -> PodView:
-    """A pod object from the Kubernetes API."""
+def _restarts(containers: list[JSON]) -> int:
+    return sum(int(c.get("restartCount") or 0) for c in containers)
+
+
+def kube_detail(pod: JSON) -> PodDetail:
+    """Job id (written by the virtual kubelet), node, creation time and restarts of a pod."""
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    return PodDetail(
+        job_id=job_id(pod),
+        node=str((pod.get("spec") or {}).get("nodeName") or ""),
+        created=meta.get("creationTimestamp"),
+        restarts=_restarts(_containers(status.get("containerStatuses"))),
+    )
+
+
+def _kube_state(pod: JSON) -> PodView:
     status = pod.get("status") or {}
     phase = status.get("phase")
     containers = _containers(status.get("containerStatuses"))
@@ -85,10 +112,13 @@ def view_of_kube_pod(pod: JSON) -> PodView:
     return _waiting_view(containers) or SUBMITTED
 
 
-def view_of_wire_status(status: JSON) -> PodView:
-    """A pod status as an interLink API server answers it (direct mode), by the core's
-    :func:`~interlink_core.models.pod_state` rule."""
-    containers = _containers(status.get("containers"))
+def view_of_kube_pod(pod: JSON) -> PodView:
+    """A pod object from the Kubernetes API."""
+    view = _kube_state(pod)
+    return PodView(view.state, view.reason, kube_detail(pod))
+
+
+def _wire_state(containers: list[JSON]) -> PodView:
     if not containers:
         return SUBMITTED
     state = pod_state(containers)
@@ -99,6 +129,20 @@ def view_of_wire_status(status: JSON) -> PodView:
     return _waiting_view(containers) or SUBMITTED
 
 
+def view_of_wire_status(status: JSON, detail: PodDetail = PodDetail()) -> PodView:
+    """A pod status as an interLink API server answers it (direct mode), by the core's
+    :func:`~interlink_core.models.pod_state` rule; ``detail`` is what the caller knows of the
+    pod (job id, edge, submit time)."""
+    containers = _containers(status.get("containers"))
+    view = _wire_state(containers)
+    job_id = str(status.get("JID") or "") or detail.job_id
+    return PodView(
+        view.state,
+        view.reason,
+        PodDetail(job_id, detail.node, detail.created, _restarts(containers)),
+    )
+
+
 @dataclass(frozen=True)
 class WorkerRow:
     """One worker pod in the cluster's table."""
@@ -106,6 +150,29 @@ class WorkerRow:
     pod: str
     state: WorkerState
     reason: str = ""
+    detail: PodDetail = PodDetail()
+
+    def as_json(self) -> JSON:
+        """The row as the Jupyter extension and ``from_name`` clients receive it."""
+        return {
+            "pod": self.pod,
+            "state": self.state.value,
+            "reason": self.reason,
+            **asdict(self.detail),
+        }
+
+    @classmethod
+    def from_json(cls, data: JSON) -> WorkerRow:
+        """The inverse of :meth:`as_json`."""
+        detail = PodDetail(
+            job_id=str(data.get("job_id") or ""),
+            node=str(data.get("node") or ""),
+            created=data.get("created"),
+            restarts=int(data.get("restarts") or 0),
+        )
+        return cls(
+            str(data["pod"]), WorkerState(data["state"]), str(data.get("reason") or ""), detail
+        )
 
 
 def counts(rows: list[WorkerRow]) -> dict[str, int]:

@@ -22,8 +22,12 @@ TOKEN = "dask-lab-dev-token"
 JUPYTER_TOKEN = "lab-token-123"
 
 
-@pytest.fixture
-def jupyter(tmp_path: Path) -> Iterator[tuple[httpx.Client, Service]]:
+@pytest.fixture(params=[{}, {"adapt": {"minimum": 0, "maximum": 20}}], ids=["plain", "adapt"])
+def jupyter(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[httpx.Client, Service]]:
+    """dask-labextension with InterLinkCluster as its factory; ``adapt``: with the
+    ``labextension.default.adapt`` setting docs/dask.md shows."""
     plugin = start_plugin(tmp_path / "plugin")
     api = start_api(
         tmp_path / "api", {"plugin": {"url": plugin.url}, "auth": {"insecure_dev_token": TOKEN}}
@@ -50,7 +54,8 @@ def jupyter(tmp_path: Path) -> Iterator[tuple[httpx.Client, Service]]:
                             "status-interval": 0.5,
                             "state-dir": str(tmp_path / "dask"),
                         },
-                    }
+                    },
+                    "default": request.param,
                 }
             }
         )
@@ -142,3 +147,23 @@ def test_labextension_starts_scales_adapts_and_closes_an_interlink_cluster(
     while live_pods(plugin) and time.monotonic() < deadline:
         time.sleep(0.3)
     assert live_pods(plugin) == []
+
+
+def test_scale_after_the_default_adaptive_start_keeps_the_workers(
+    jupyter: tuple[httpx.Client, Service],
+) -> None:
+    """The SCALE dialog after a cluster started adaptively (``labextension.default.adapt``):
+    the manual scale ends adaptive scaling, so the two workers stay (they used to be retired
+    again by the extension's Adaptive a few seconds later)."""
+    http, plugin = jupyter
+    model = http.put("/dask/clusters/", json={}).json()
+    cid = model["id"]
+    scaled = http.patch(f"/dask/clusters/{cid}", json={"workers": 2})
+    assert scaled.status_code == 200, scaled.text
+    assert scaled.json().get("adapt") is None
+    wait_model(http, cid, lambda m: m["workers"] == 2)
+    time.sleep(8)  # adaptive scaling (interval 1 s, wait-count 3) would retire idle workers
+    model = http.get(f"/dask/clusters/{cid}").json()
+    assert model["workers"] == 2 and model.get("adapt") is None
+    assert len(live_pods(plugin)) == 2
+    assert http.delete(f"/dask/clusters/{cid}").status_code == 204

@@ -32,10 +32,11 @@ from typing import Any
 
 from interlink_core.client import InterLinkClient, RemoteError
 from interlink_core.errors import InterLinkError
+from interlink_core.kube import job_id
 from interlink_core.models import JSON, PodCreateRequests, PodStatus
 from interlink_core.podspec import field_value, object_refs
 
-from .config import JOB_ID_ANNOTATION, UPSTREAM_JOB_ID_ANNOTATION, VKConfig
+from .config import JOB_ID_ANNOTATION, VKConfig
 from .kube import Kube
 from .metrics import VKMetrics
 from .podstatus import TERMINAL_PHASES, display_status, kube_status
@@ -43,12 +44,6 @@ from .tokens import adopted_refresh_at, refresh_at, token_lifetime
 
 log = logging.getLogger("interlink.vk.pods")
 MIN_LIST_SPACING = 0.05  # seconds; coalesces the watch events of a burst
-
-
-def job_id(pod: JSON) -> str:
-    """The remote job id written on the pod (ours, or upstream's annotation)."""
-    ann = (pod.get("metadata") or {}).get("annotations") or {}
-    return str(ann.get(JOB_ID_ANNOTATION) or ann.get(UPSTREAM_JOB_ID_ANNOTATION) or "")
 
 
 def _uid(pod: JSON) -> str:

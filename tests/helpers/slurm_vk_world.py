@@ -1,4 +1,5 @@
-"""The world the SLURM benchmarks run in: the SLURM plugin (``runtime: host``) behind an API
+"""A SLURM virtual node as its own processes (for benchmarks and browser tests, which cannot
+share an event loop with an in-process VK): the SLURM plugin (``runtime: host``) behind an API
 server, and one ``interlink vk`` process with its default settings on the test world's
 control plane, in a namespace of its own."""
 
@@ -8,17 +9,13 @@ import asyncio
 import contextlib
 import json
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.helpers.k8s import K8sInfo, kubectl  # noqa: E402
-from tests.helpers.vk import approve_csr, loopback_ip, start_vk_process  # noqa: E402
-from tests.helpers.world import Service, start_api, start_plugin, stop  # noqa: E402
+from tests.helpers.k8s import K8sInfo, kubectl
+from tests.helpers.vk import approve_csr, loopback_ip, start_vk_process
+from tests.helpers.world import Service, start_api, start_plugin, stop
 
 TOKEN = "bench-slurm-vk-token"
 
