@@ -56,7 +56,7 @@ from interlink_core.names import JOB_ID_ANNOTATION  # noqa: E402
 from interlink_dask import InterLinkCluster  # noqa: E402
 from tests.helpers.k8s import ensure_k8s  # noqa: E402
 from tests.helpers.slurm import ensure_slurm, scancel  # noqa: E402
-from tests.helpers.slurm_vk_world import TOKEN, World  # noqa: E402
+from tests.helpers.vk_world import TOKEN, World  # noqa: E402
 
 WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
 MEMORY = "256MiB"

@@ -34,7 +34,7 @@ from percentiles import summary_ms  # noqa: E402
 from interlink_core.names import JOB_ID_ANNOTATION, VK_TAINT_KEY  # noqa: E402
 from tests.helpers.k8s import ensure_k8s  # noqa: E402
 from tests.helpers.slurm import ensure_slurm  # noqa: E402
-from tests.helpers.slurm_vk_world import World  # noqa: E402
+from tests.helpers.vk_world import World  # noqa: E402
 
 
 def squeue_state(job: str) -> str:

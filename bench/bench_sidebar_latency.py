@@ -46,7 +46,7 @@ from tests.helpers.jupyter import (  # noqa: E402
 )
 from tests.helpers.k8s import ensure_k8s  # noqa: E402
 from tests.helpers.slurm import ensure_slurm  # noqa: E402
-from tests.helpers.slurm_vk_world import World  # noqa: E402
+from tests.helpers.vk_world import World  # noqa: E402
 
 NAME = "lat"
 VK_STATES = ("starting", "running")  # changes the VK writes (queued is the pod's creation)

@@ -93,7 +93,7 @@ class NodeBoard:
     def __init__(self, publish: Publish, options: Callable[[], ClusterOptions]) -> None:
         self.publish = publish
         self.options = options
-        self.answer: JSON = {"nodes": [], "edges": [], "problems": []}
+        self.answer: JSON = {"nodes": [], "edges": [], "problems": [], "kubernetes": True}
         self._kube: tuple[KubeJSON, str] | None = None
         self._lock = asyncio.Lock()
 
@@ -108,6 +108,7 @@ class NodeBoard:
                 "nodes": nodes,
                 "edges": edges,
                 "problems": [p.as_json() for p in problems],
+                "kubernetes": kube_configured(opts.kubeconfig),
             }
             if answer != self.answer:
                 self.answer = answer

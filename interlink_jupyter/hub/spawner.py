@@ -10,8 +10,9 @@ Five small additions, each needed by batch-backed nodes:
   message naming the allowed values (on the form, and for REST API spawns);
 * **handed over when listening**: the URL goes to the hub once the server's port accepts
   connections (the hub's own check backs off up to 5 s between tries);
-* **no pod IP**: a plugin that reports none (the SLURM plugin) is reached at the profile's
-  ``connect_host`` (trait ``interlink_connect_host``).
+* **no pod IP**: a plugin that reports none (upstream's SLURM plugin; ours reports the batch
+  host's address) is reached at the profile's ``connect_host`` (trait
+  ``interlink_connect_host``), e.g. a gateway in front of non-routable compute nodes.
 
 On timeout or stop the hub calls :meth:`stop`, which deletes the pod; the virtual kubelet then
 cancels the batch job."""

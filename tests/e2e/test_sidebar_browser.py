@@ -10,6 +10,7 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from tests.helpers.jupyter import (
 )
 from tests.helpers.k8s import K8sInfo
 from tests.helpers.slurm import SlurmInfo
-from tests.helpers.slurm_vk_world import World
+from tests.helpers.vk_world import World
 from tests.helpers.world import REPO, Service, need, start_api, start_plugin
 
 pytestmark = pytest.mark.integration
@@ -211,7 +212,8 @@ def slurm_node(
 ) -> Iterator[World]:
     """A virtual node in front of the test world's SLURM, as its own processes."""
     world = World(tmp_path_factory.mktemp("slurm-node"), k8s, slurm.partition)
-    asyncio.run(world.start())
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API runs a loop in this thread
+        pool.submit(asyncio.run, world.start()).result()
     yield world
     world.stop()
 

@@ -107,3 +107,21 @@ async def test_service_account_token_is_refreshed_inside_the_running_job(
         status = json.loads(out.stdout)["status"]
         assert status["authenticated"] is True, status
         assert status["user"]["username"] == f"system:serviceaccount:{vk.ns}:analyst"
+
+
+async def test_a_running_job_reports_its_compute_nodes_address_as_the_pod_ip(
+    vk: RunningVK,
+) -> None:
+    """What a hub's proxy or a Dask scheduler dials to reach a server the job runs: the batch
+    host's NodeAddr (127.0.0.1 in the test world's slurm.conf), taken while the job runs."""
+    manifest = vk.pod_manifest(
+        "server", [{"name": "main", "image": "none", "command": ["sleep", "60"]}]
+    )
+    out = await vk.kubectl("apply", "-f", "-", input=manifest)
+    assert out.returncode == 0, out.stderr
+    running = await vk.wait_pod("server", lambda p: p["status"].get("phase") == "Running")
+    if not running["status"].get("podIP"):  # the address may come one cycle after Running
+        running = await vk.wait_pod("server", lambda p: bool(p["status"].get("podIP")))
+    assert running["status"]["podIP"] == "127.0.0.1"
+    assert running["status"]["podIPs"] == [{"ip": "127.0.0.1"}]
+    await vk.kubectl("delete", "pod", "server", "-n", vk.ns, "--wait=false")

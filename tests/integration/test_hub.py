@@ -56,8 +56,8 @@ def profiles(nodes: dict[str, VirtualNode], partition: str) -> dict[str, Any]:
         "resources": [{"cpu": 1, "memory": "1GiB"}],
         "partitions": [partition],
         "walltimes": WALLTIMES,
-        # the SLURM plugin reports no pod IP: jobs run on this host (NodeAddr=127.0.0.1)
-        "connect_host": "127.0.0.1",
+        # no connect_host: the SLURM plugin reports the batch host's NodeAddr (127.0.0.1
+        # here) as the pod IP, which the hub's proxy dials
     }
     return {
         "profiles": [

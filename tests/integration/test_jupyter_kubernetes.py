@@ -81,8 +81,18 @@ async def test_nodes_and_a_held_job_in_the_sidebar(vk: RunningVK, tmp_path: Path
         ) as server,
     ):
         async with async_http(server) as http:
-            answer = (await http.get(server.api("nodes"))).json()
-            (node,) = [n for n in answer["nodes"] if n["name"] == vk.node]
+
+            async def node_info() -> dict[str, Any]:
+                answer = (await http.get(server.api("nodes"))).json()
+                (node,) = [n for n in answer["nodes"] if n["name"] == vk.node]
+                return dict(node)
+
+            node = await node_info()
+            for _ in range(120):  # a new virtual node turns Ready once it reached its edge
+                if node["ready"]:
+                    break
+                await asyncio.sleep(0.5)
+                node = await node_info()
             assert node["ready"] is True
             assert node["edge"]["connected"] is True
             assert float(node["capacity"]["cpu"]) > 0
@@ -93,9 +103,8 @@ async def test_nodes_and_a_held_job_in_the_sidebar(vk: RunningVK, tmp_path: Path
             } in node["taints"]
             assert set(node["pods"]) == {"Pending", "Running", "Succeeded", "Failed", "Unknown"}
 
-        kernel = await asyncio.to_thread(
-            lambda: kernel_cluster(config, options, env=env).__enter__()
-        )
+        holder = kernel_cluster(config, options, env=env)
+        kernel = await asyncio.to_thread(holder.__enter__)  # the VK answers in this loop
         session = aiohttp.ClientSession()
         try:
             stream = Stream(await session.ws_connect(server.ws_url()))
@@ -129,7 +138,7 @@ async def test_nodes_and_a_held_job_in_the_sidebar(vk: RunningVK, tmp_path: Path
         finally:
             await session.close()
             await asyncio.to_thread(kernel.close)
-            await asyncio.to_thread(kernel.proc.wait, 30)
+            await asyncio.to_thread(holder.__exit__, None, None, None)
 
 
 async def test_a_user_who_may_not_list_nodes_is_told_so(vk: RunningVK, tmp_path: Path) -> None:

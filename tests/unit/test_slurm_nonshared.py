@@ -22,7 +22,7 @@ from interlink_core.config import build_config
 from interlink_core.errors import BadRequest, ConfigError, Unsupported
 from interlink_core.models import RetrievedPodData
 from interlink_core.store import JobRecord
-from interlink_plugins.slurm.commands import JobState, parse_sacct, parse_squeue
+from interlink_plugins.slurm.commands import JobState, parse_node_addr, parse_sacct, parse_squeue
 from interlink_plugins.slurm.plugin import SlurmPlugin, SlurmPluginConfig
 from interlink_plugins.slurm.scratch import (
     COMMENT_MAX,
@@ -328,10 +328,14 @@ def test_missing_output_file_is_no_log_yet(tmp_path: Path) -> None:
 
 def test_parsers_read_the_comment_whole() -> None:
     q = parse_squeue(
-        "7|RUNNING|None|2026-01-01T00:00:00|il1:5:0;1|x\n8|PENDING|Priority|N/A|(null)\n"
+        "7|RUNNING|None|2026-01-01T00:00:00|cn01|il1:5:0;1|x\n8|PENDING|Priority|N/A|n/a|(null)\n"
     )
     assert q["7"].comment == "il1:5:0;1|x" and q["8"].comment == ""
+    assert (q["7"].host, q["8"].host) == ("cn01", "")
     assert parse_squeue("9|RUNNING|None|N/A\n")["9"].comment == ""  # older format
+    node = "NodeName=cn01 Arch=x86_64 CoresPerSocket=1 NodeAddr=10.1.2.3 NodeHostName=cn01 Port=0"
+    assert parse_node_addr(node) == "10.1.2.3"
+    assert parse_node_addr("") == ""
     a = parse_sacct("7|COMPLETED|0:0|a|b|il1:5:0,1,0\n8|FAILED|1:0|a|b|\n")
     assert a["7"].comment == "il1:5:0,1,0" and a["8"].comment == ""
 

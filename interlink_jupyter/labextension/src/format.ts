@@ -130,6 +130,12 @@ export function edgeResourcesText(
     return '';
   }
   return Object.entries(resources)
+    .filter(
+      ([, value]) =>
+        value !== null &&
+        value !== '' &&
+        !(Array.isArray(value) && value.length === 0)
+    )
     .map(
       ([key, value]) =>
         `${key} ${typeof value === 'object' ? JSON.stringify(value) : String(value)}`

@@ -18,6 +18,8 @@ export interface InterLinkState {
   nodes: NodeInfo[] | null;
   edges: EdgeInfo[];
   nodeProblems: Problem[];
+  /** Whether a Kubernetes cluster is configured (false: direct mode only). */
+  kubernetes: boolean;
   /** Dask clusters; `null` until the first snapshot arrived. */
   clusters: ClusterSummary[] | null;
   clusterProblems: Problem[];
@@ -29,6 +31,7 @@ export const EMPTY_STATE: InterLinkState = Object.freeze({
   nodes: null,
   edges: [],
   nodeProblems: [],
+  kubernetes: true,
   clusters: null,
   clusterProblems: [],
   rows: {}
@@ -45,7 +48,8 @@ export function applyMessage(
         ...state,
         nodes: message.nodes ?? [],
         edges: message.edges ?? [],
-        nodeProblems: message.problems ?? []
+        nodeProblems: message.problems ?? [],
+        kubernetes: message.kubernetes !== false
       };
     case 'clusters': {
       const clusters = message.clusters ?? [];

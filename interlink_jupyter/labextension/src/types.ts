@@ -50,6 +50,8 @@ export interface NodesAnswer {
   nodes: NodeInfo[];
   edges: EdgeInfo[];
   problems: Problem[];
+  /** Whether a Kubernetes cluster is configured (false: direct mode only). */
+  kubernetes?: boolean;
 }
 
 export type ClusterMode = 'kubernetes' | 'direct';

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from interlink_core.errors import BackendUnavailable, BadRequest
 
-SQUEUE_FORMAT = "%i|%T|%r|%S|%k"
+SQUEUE_FORMAT = "%i|%T|%r|%S|%B|%k"
 SACCT_FIELDS = "JobIDRaw,State,ExitCode,Start,End,Comment"
 # the comment comes last: it is split off whole, whatever it holds
 
@@ -28,6 +28,8 @@ class JobState:
     signal: int | None = None
     comment: str = ""
     """The job's Comment (``shared_filesystem: false`` jobs report container states there)."""
+    host: str = ""
+    """The node running the batch script (squeue's BatchHost), '' while pending."""
 
 
 @dataclass
@@ -91,17 +93,27 @@ def sbatch_error(stderr: str) -> Exception:
 
 
 def parse_squeue(stdout: str) -> dict[str, JobState]:
-    """Lines of ``squeue -h -o '%i|%T|%r|%S|%k'`` (the comment is optional)."""
+    """Lines of ``squeue -h -o '%i|%T|%r|%S|%B|%k'`` (batch host and comment optional)."""
     out: dict[str, JobState] = {}
     for line in stdout.splitlines():
-        parts = line.strip().split("|", 4)
+        parts = line.strip().split("|", 5)
         if len(parts) < 4 or not parts[0]:
             continue
         start = "" if parts[3] in ("N/A", "Unknown", "None") else parts[3]
         reason = "" if parts[2] in ("None", "(null)") else parts[2]
-        comment = _comment(parts[4]) if len(parts) > 4 else ""
-        out[parts[0]] = JobState(parts[0], parts[1], reason, start, comment=comment)
+        host = parts[4] if len(parts) > 4 and parts[4] not in ("n/a", "N/A", "(null)") else ""
+        comment = _comment(parts[5]) if len(parts) > 5 else ""
+        out[parts[0]] = JobState(parts[0], parts[1], reason, start, comment=comment, host=host)
     return out
+
+
+def parse_node_addr(stdout: str) -> str:
+    """``NodeAddr`` from ``scontrol show node NAME -o`` ('' if absent)."""
+    for word in stdout.split():
+        key, sep, value = word.partition("=")
+        if sep and key == "NodeAddr":
+            return value
+    return ""
 
 
 def parse_sacct(stdout: str) -> dict[str, JobState]:

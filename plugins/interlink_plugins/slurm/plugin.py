@@ -50,6 +50,7 @@ from .commands import (
     SQUEUE_FORMAT,
     Calls,
     JobState,
+    parse_node_addr,
     parse_sacct,
     parse_sbatch,
     parse_sinfo,
@@ -121,6 +122,7 @@ class SlurmPlugin(Plugin):
         self._user = str(os.getuid())
         # shared_filesystem: false: last Comment seen per job, log splitters per pod
         self._comments: dict[str, str] = {}
+        self._addrs: dict[str, str] = {}  # batch host -> its address (the pod IP)
         self._demux: dict[str, tuple[LogDemux, asyncio.Lock]] = {}
 
     async def start(self) -> None:
@@ -235,9 +237,24 @@ class SlurmPlugin(Plugin):
             if job.state not in ACTIVE:  # accounting may lag: cache only end states
                 self._ended[job_id] = job
         jobs = {**accounted, **queue, **self._ended}
+        await self._resolve_hosts({j.host for j in queue.values() if j.host})
         return await asyncio.to_thread(
             lambda: [self._status(r, jobs.get(r.job_id)) for r in records]
         )
+
+    async def _resolve_hosts(self, hosts: set[str]) -> None:
+        """The address of each batch host not seen before (``scontrol show node``'s
+        NodeAddr, else the name's DNS address): what the pod IP is, so that a hub's proxy or
+        a Dask scheduler can reach a server the job runs. Once per node, not per cycle."""
+        for host in sorted(hosts - set(self._addrs)):
+            rc, out, _ = await run([self.settings.scontrol, "show", "node", host, "-o"])
+            addr = parse_node_addr(out) if rc == 0 else ""
+            if not addr or addr == host:
+                try:
+                    addr = (await asyncio.get_running_loop().getaddrinfo(host, None))[0][4][0]
+                except OSError:
+                    addr = ""
+            self._addrs[host] = str(addr)
 
     def _status(self, record: JobRecord, job: JobState | None) -> PodStatus:
         final = self._final.get(record.uid)
@@ -249,6 +266,8 @@ class SlurmPlugin(Plugin):
             record,
             lambda name, why, never: self._container(record, name, job, why, never, reports),
         )
+        if job is not None and job.host and not terminal:
+            status.podIP = self._addrs.get(job.host) or None
         if terminal:
             self._final[record.uid] = status
         return status

@@ -129,6 +129,32 @@ describe('NodesSection', () => {
   });
 });
 
+describe('NodesSection without Kubernetes', () => {
+  it('says direct mode instead of "no virtual nodes", and skips empty resources', () => {
+    render(
+      <NodesSection
+        now={NOW}
+        nodes={[]}
+        kubernetes={false}
+        edges={[
+          {
+            url: 'http://edge:8080',
+            ok: true,
+            message: '',
+            resources: { cpu: '2', accelerators: [] }
+          }
+        ]}
+      />
+    );
+    expect(screen.getByTestId('interlink-nodes-empty').textContent).toBe(
+      'No Kubernetes cluster is configured: clusters run in direct mode, on the edge below.'
+    );
+    const edge = screen.getByTestId('interlink-edge-http://edge:8080');
+    expect(edge.textContent).toContain('cpu 2');
+    expect(edge.textContent).not.toContain('accelerators');
+  });
+});
+
 describe('Sidebar', () => {
   it('renders problems as an alert with message and hint', () => {
     render(

@@ -14,12 +14,14 @@ export function NodesSection(props: {
   nodes: NodeInfo[] | null;
   edges: EdgeInfo[];
   now: number;
+  /** Whether a Kubernetes cluster is configured (false: direct mode only). */
+  kubernetes?: boolean;
   /** The nodes cannot be loaded now (a problem says why). */
   unavailable?: boolean;
   /** Listing the nodes reported problems: an empty list may not be the truth. */
   problems?: boolean;
 }): JSX.Element {
-  const { nodes, edges, now, unavailable, problems } = props;
+  const { nodes, edges, now, unavailable, problems, kubernetes } = props;
   return (
     <section
       className="jp-InterLink-section"
@@ -31,6 +33,11 @@ export function NodesSection(props: {
       {nodes === null ? (
         <p className="jp-InterLink-muted">
           {unavailable ? 'Not available (see above).' : 'Loading…'}
+        </p>
+      ) : nodes.length === 0 && kubernetes === false ? (
+        <p className="jp-InterLink-muted" data-testid="interlink-nodes-empty">
+          No Kubernetes cluster is configured: clusters run in direct mode, on
+          the edge below.
         </p>
       ) : nodes.length === 0 && problems ? (
         <p className="jp-InterLink-muted" data-testid="interlink-nodes-empty">

@@ -77,6 +77,7 @@ export function Sidebar(props: {
       <NodesSection
         nodes={state.nodes}
         edges={state.edges}
+        kubernetes={state.kubernetes}
         now={now}
         unavailable={unavailable}
         problems={state.nodeProblems.length > 0}

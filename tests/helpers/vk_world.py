@@ -1,7 +1,7 @@
-"""A SLURM virtual node as its own processes (for benchmarks and browser tests, which cannot
-share an event loop with an in-process VK): the SLURM plugin (``runtime: host``) behind an API
-server, and one ``interlink vk`` process with its default settings on the test world's
-control plane, in a namespace of its own."""
+"""A virtual node as its own processes (for benchmarks and browser tests, which cannot share
+an event loop with an in-process VK): the SLURM plugin (``runtime: host``) or the local plugin
+behind an API server, and one ``interlink vk`` process with its default settings on the test
+world's control plane, in a namespace of its own."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ TOKEN = "bench-slurm-vk-token"
 
 
 class World:
-    """The SLURM plugin and API server (shared by k8s and direct), one VK process, one
-    namespace."""
+    """A plugin (SLURM on ``partition``, or ``local`` when ``partition`` is None) and its API
+    server (shared by k8s and direct), one VK process, one namespace."""
 
-    def __init__(self, root: Path, k8s: K8sInfo, partition: str) -> None:
+    def __init__(self, root: Path, k8s: K8sInfo, partition: str | None) -> None:
         self.root = root
         self.k8s = k8s
         self.partition = partition
@@ -40,9 +40,12 @@ class World:
         return self.root / "plugin" / "state" / "jobs"
 
     async def start(self) -> None:
-        self.plugin = start_plugin(
-            self.root / "plugin", "slurm", {"runtime": "host", "partition": self.partition}
-        )
+        if self.partition is None:
+            self.plugin = start_plugin(self.root / "plugin")
+        else:
+            self.plugin = start_plugin(
+                self.root / "plugin", "slurm", {"runtime": "host", "partition": self.partition}
+            )
         self.api = start_api(
             self.root / "api",
             {"plugin": {"url": self.plugin.url}, "auth": {"insecure_dev_token": TOKEN}},
