@@ -251,10 +251,11 @@ class SlurmPlugin(Plugin):
             addr = parse_node_addr(out) if rc == 0 else ""
             if not addr or addr == host:
                 try:
-                    addr = (await asyncio.get_running_loop().getaddrinfo(host, None))[0][4][0]
+                    found = await asyncio.get_running_loop().getaddrinfo(host, None)
+                    addr = str(found[0][4][0])
                 except OSError:
                     addr = ""
-            self._addrs[host] = str(addr)
+            self._addrs[host] = addr
 
     def _status(self, record: JobRecord, job: JobState | None) -> PodStatus:
         final = self._final.get(record.uid)
