@@ -102,7 +102,7 @@ async def run(n_clusters: int, pods: int, requests: int) -> dict[str, Any]:
                     "image": "none",
                     "worker-command": ["sh", "-c", "sleep 900", "worker"],
                     "memory": "16MiB",
-                    "cpu": 0.01,
+                    "cpu": 0.001,  # 1,000 pods fit the node's 2 CPUs
                     "status-interval": 5,
                 },
             )

@@ -10,6 +10,8 @@ from tests.helpers.k8s import K8sInfo, ensure_k8s
 from tests.helpers.slurm import SlurmInfo, ensure_slurm
 from tests.helpers.world import Issuer, start_issuer, stop
 
+pytest_plugins = ["tests.helpers.hub_fixtures"]  # a real hub: for its API and browser tests
+
 
 @pytest.fixture(scope="session")
 def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Issuer]:

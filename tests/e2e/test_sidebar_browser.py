@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from tests.e2e.conftest import new_page, shot
 from tests.helpers.jupyter import (
     TOKEN,
     WORKER,
@@ -27,27 +28,11 @@ from tests.helpers.jupyter import (
 from tests.helpers.k8s import K8sInfo
 from tests.helpers.slurm import SlurmInfo
 from tests.helpers.vk_world import World
-from tests.helpers.world import REPO, Service, need, start_api, start_plugin
+from tests.helpers.world import Service, start_api, start_plugin
 
 pytestmark = pytest.mark.integration
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = REPO / "bench" / "out" / "screenshots"
 EDGE_TOKEN = "sidebar-dev-token"
 WAIT = 120_000  # ms: workers start as real processes on a busy 2-core machine
-open_pages: list[Page] = []  # screenshot when a test fails (conftest.py)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    need(CHROMIUM.exists(), "Debian's chromium is not installed (tests/world/system-up)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-        )
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +69,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Jupyter, Pat
 
 
 def open_sidebar(browser: Browser, server: Jupyter) -> Page:
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    open_pages.append(page)
+    page = new_page(browser)
     page.goto(f"{server.url}/lab?token={TOKEN}&reset")
     tab = page.locator('.jp-SideBar [data-id="interlink-sidebar"]')
     tab.wait_for(timeout=WAIT)
@@ -95,9 +79,8 @@ def open_sidebar(browser: Browser, server: Jupyter) -> Page:
     return page
 
 
-def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.locator("#interlink-sidebar").screenshot(path=str(SHOTS / f"{name}.png"))
+def sidebar_shot(page: Page, name: str) -> None:
+    shot(page, name, "#interlink-sidebar")
 
 
 def count(page: Page, cluster: str, state: str) -> object:
@@ -133,7 +116,7 @@ def test_create_scale_adapt_and_close_from_the_sidebar(
     expect(rows.first).to_have_text(re.compile("connected"))
     job = page.locator('[data-testid^="interlink-row-job-ui-a-worker-"]').first
     expect(job).not_to_have_text("")
-    shot(page, "sidebar-cluster-connected")
+    sidebar_shot(page, "sidebar-cluster-connected")
 
     page.get_by_test_id("interlink-adapt-min-ui-a").fill("1")
     page.get_by_test_id("interlink-adapt-max-ui-a").fill("3")
@@ -192,8 +175,8 @@ def test_a_cluster_made_in_a_notebook_appears_and_its_code_can_be_inserted(
     inserted.locator(".cm-content").click()
     page.keyboard.press("Shift+Enter")  # the inserted code attaches to the running cluster
     expect(inserted.locator(".jp-OutputArea")).to_contain_text("nb-a", timeout=WAIT)
-    shot(page, "sidebar-notebook-cluster")
-    page.screenshot(path=str(SHOTS / "lab-notebook-and-sidebar.png"))
+    sidebar_shot(page, "sidebar-notebook-cluster")
+    shot(page, "lab-notebook-and-sidebar")
 
     page.get_by_test_id("interlink-close-nb-a").click()
     page.locator(".jp-Dialog").get_by_role("button", name="Close cluster", exact=True).click()
@@ -255,8 +238,8 @@ def test_the_worlds_slurm_node_and_a_held_job_in_the_sidebar(
         job = page.get_by_test_id("interlink-row-job-kube-ui-worker-0").inner_text().strip()
         assert job.isdigit(), job
         expect(count(page, "kube-ui", "queued")).to_have_text("1")
-        shot(page, "sidebar-held-job")
-        page.screenshot(path=str(SHOTS / "lab-held-job.png"))
+        sidebar_shot(page, "sidebar-held-job")
+        shot(page, "lab-held-job")
 
         subprocess.run(["scontrol", "release", job], check=True)
         expect(page.get_by_test_id("interlink-row-state-kube-ui-worker-0")).to_contain_text(

@@ -88,7 +88,9 @@ export function ClusterCard(props: {
       </div>
       <div className="jp-InterLink-detail">
         <span title="Virtual node its workers go to">
-          {cluster.node ?? 'any virtual node'}
+          {cluster.mode === 'direct'
+            ? 'straight to the edge'
+            : (cluster.node ?? 'any virtual node')}
         </span>
         {' · '}
         <span>
