@@ -3,6 +3,9 @@ a failing test leaves a screenshot of every page it opened."""
 
 from __future__ import annotations
 
+import subprocess
+import time
+import urllib.request
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.helpers.world import REPO, need
+from tests.helpers.world import REPO, free_port, need, stop
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = REPO / "bench" / "out" / "screenshots"
@@ -18,21 +21,56 @@ open_pages: list[Page] = []
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One headless chromium for the whole session; its DevTools URL."""
     need(CHROMIUM.exists(), "Debian's chromium is not installed (tests/world/system-up)")
+    port = free_port()
+    profile = tmp_path_factory.mktemp("chromium")
+    proc = subprocess.Popen(
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            f"--remote-debugging-port={port}",
+            "--remote-debugging-address=127.0.0.1",
+            f"--user-data-dir={profile}",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(profile / "chromium.log").open("wb"),
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/json/version", timeout=2):
+                break
+        except OSError:
+            assert proc.poll() is None, (profile / "chromium.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "chromium's DevTools never answered"
+            time.sleep(0.2)
+    yield url
+    stop(proc)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str) -> Iterator[Browser]:
+    """Playwright (sync API) attached to the session's chromium, for one module: its event
+    loop must not outlive the module, or the asyncio tests after it could not run."""
     with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-        )
+        b = p.chromium.connect_over_cdp(chromium)
         yield b
-        b.close()
+        for context in b.contexts[1:]:  # the first is chromium's own default context
+            context.close()
 
 
 def new_page(browser: Browser) -> Page:
     """A page (in a context of its own) that is screenshotted if the test fails."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
     open_pages.append(page)
     return page
 

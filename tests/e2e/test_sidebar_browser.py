@@ -83,6 +83,21 @@ def sidebar_shot(page: Page, name: str) -> None:
     shot(page, name, "#interlink-sidebar")
 
 
+def close_from_the_sidebar(page: Page, name: str, plugin: Service | None = None) -> None:
+    """Close with the card's button and the dialog; the card goes, and (given the edge's
+    plugin) so do the pods at the edge."""
+    page.get_by_test_id(f"interlink-close-{name}").click()
+    page.locator(".jp-Dialog").get_by_role("button", name="Close cluster", exact=True).click()
+    expect(page.get_by_test_id(f"interlink-cluster-{name}")).to_have_count(0, timeout=WAIT)
+    if plugin is None:
+        return
+    pods = plugin.root / "state" / "pods"
+    deadline = time.monotonic() + 60
+    while pods.is_dir() and list(pods.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert not pods.is_dir() or not list(pods.iterdir()), "the pods are deleted at the edge"
+
+
 def count(page: Page, cluster: str, state: str) -> object:
     return page.get_by_test_id(f"interlink-count-{cluster}-{state}")
 
@@ -117,6 +132,9 @@ def test_create_scale_adapt_and_close_from_the_sidebar(
     job = page.locator('[data-testid^="interlink-row-job-ui-a-worker-"]').first
     expect(job).not_to_have_text("")
     sidebar_shot(page, "sidebar-cluster-connected")
+    page.get_by_test_id("interlink-logs-ui-a-worker-0").click()  # the log viewer
+    expect(page.get_by_test_id("interlink-log-text")).to_contain_text("Registered to", timeout=WAIT)
+    shot(page, "lab-worker-log")
 
     page.get_by_test_id("interlink-adapt-min-ui-a").fill("1")
     page.get_by_test_id("interlink-adapt-max-ui-a").fill("3")
@@ -131,14 +149,7 @@ def test_create_scale_adapt_and_close_from_the_sidebar(
     expect(page.get_by_test_id("interlink-adapt-text-ui-a")).to_have_text("Manual", timeout=WAIT)
     expect(rows).to_have_count(0, timeout=WAIT)
 
-    page.get_by_test_id("interlink-close-ui-a").click()
-    page.locator(".jp-Dialog").get_by_role("button", name="Close cluster", exact=True).click()
-    expect(card).to_have_count(0, timeout=WAIT)
-    pods = plugin.root / "state" / "pods"
-    deadline = time.monotonic() + 60
-    while pods.is_dir() and list(pods.iterdir()) and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert not pods.is_dir() or not list(pods.iterdir()), "the pods are deleted at the edge"
+    close_from_the_sidebar(page, "ui-a", plugin)
     page.close()
 
 
@@ -157,11 +168,15 @@ def test_a_cluster_made_in_a_notebook_appears_and_its_code_can_be_inserted(
     page = open_sidebar(browser, server)
     page.get_by_text("Python 3 (ipykernel)").first.click()  # a new notebook, a real kernel
     page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=WAIT)
+    # typed before the kernel is up, a Shift+Enter can be lost: wait for it to be idle
+    expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=WAIT)
     run_cell(
         page,
         "from interlink_dask import InterLinkCluster\n"
         'cluster = InterLinkCluster(name="nb-a", n_workers=1)',
     )
+    first = page.locator(".jp-NotebookPanel .jp-CodeCell").first
+    expect(first.locator(".jp-InputPrompt")).to_contain_text("[1]", timeout=WAIT)
     card = page.get_by_test_id("interlink-cluster-nb-a")
     expect(card).to_be_visible(timeout=WAIT)
     expect(card).to_contain_text("a kernel")
@@ -178,14 +193,7 @@ def test_a_cluster_made_in_a_notebook_appears_and_its_code_can_be_inserted(
     sidebar_shot(page, "sidebar-notebook-cluster")
     shot(page, "lab-notebook-and-sidebar")
 
-    page.get_by_test_id("interlink-close-nb-a").click()
-    page.locator(".jp-Dialog").get_by_role("button", name="Close cluster", exact=True).click()
-    expect(card).to_have_count(0, timeout=WAIT)
-    pods = plugin.root / "state" / "pods"
-    deadline = time.monotonic() + 60
-    while pods.is_dir() and list(pods.iterdir()) and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert not pods.is_dir() or not list(pods.iterdir()), "the pods are deleted at the edge"
+    close_from_the_sidebar(page, "nb-a", plugin)
     page.close()
 
 
@@ -245,7 +253,5 @@ def test_the_worlds_slurm_node_and_a_held_job_in_the_sidebar(
         expect(page.get_by_test_id("interlink-row-state-kube-ui-worker-0")).to_contain_text(
             "connected", timeout=WAIT
         )
-        page.get_by_test_id("interlink-close-kube-ui").click()
-        page.locator(".jp-Dialog").get_by_role("button", name="Close cluster", exact=True).click()
-        expect(page.get_by_test_id("interlink-cluster-kube-ui")).to_have_count(0, timeout=WAIT)
+        close_from_the_sidebar(page, "kube-ui")
         page.close()

@@ -220,22 +220,20 @@ class Stream:
         self.seen: list[dict[str, Any]] = []
 
     async def next_matching(self, cond: Any, timeout: float = 120) -> dict[str, Any]:
-        """The first message from now on for which ``cond(message)`` is true."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no such message in {timeout}s; last: {self.seen[-3:]}")
-            try:
-                msg = await self.ws.receive(timeout=left)
-            except TimeoutError:
-                continue
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                raise AssertionError(f"stream ended: {msg}")
-            data = json.loads(msg.data)
-            self.seen.append(data)
-            if cond(data):
-                return data
+        """The first message from now on for which ``cond(message)`` is true (an
+        AssertionError after ``timeout`` seconds, whatever the socket does)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    msg = await self.ws.receive()
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        raise AssertionError(f"stream ended: {msg}")
+                    data = json.loads(msg.data)
+                    self.seen.append(data)
+                    if cond(data):
+                        return dict(data)
+        except TimeoutError:
+            raise AssertionError(f"no such message in {timeout}s; last: {self.seen[-3:]}") from None
 
     async def send(self, data: dict[str, Any]) -> None:
         await self.ws.send_str(json.dumps(data))

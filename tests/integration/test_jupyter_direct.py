@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -351,3 +352,51 @@ def test_the_dashboard_link_works_behind_a_hub_prefix(
         assert page.status_code == 200
         assert "Dask" in page.text
         assert http.delete(server.api("clusters/hub-a")).status_code == 204
+
+
+def test_a_followed_log_streams_until_the_worker_goes(
+    lab: tuple[Jupyter, Path], edge: tuple[Service, Service]
+) -> None:
+    """``follow=true``: the log arrives while the worker runs and the answer ends when the
+    pod goes (here: scaled away); the local dashboard link answers too."""
+    server, config = lab
+    with kernel_cluster(config, {"name": "kern-f", "n_workers": 1}), server.http() as http:
+        rows = wait_http_sync(
+            lambda: [
+                r
+                for r in http.get(server.api("clusters/kern-f")).json().get("rows", [])
+                if r["state"] == "connected"
+            ]
+        )
+        pod = rows[0]["pod"]
+        summary = http.get(server.api("clusters/kern-f")).json()
+        assert summary["dashboard_link"].startswith("http://")
+        assert http.get(summary["dashboard_link"]).status_code == 200
+        url = server.api(f"clusters/kern-f/pods/{pod}/logs")
+        got: list[str] = []
+        ended = threading.Event()
+
+        def read() -> None:
+            with http.stream("GET", url, params={"follow": "true", "tail": 5}) as answer:
+                assert answer.status_code == 200
+                got.extend(answer.iter_text())
+            ended.set()
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        assert not ended.wait(4), "a followed log stays open while the worker runs"
+        assert "".join(got).strip(), "the log's tail comes at once"
+        scaled = http.post(server.api("clusters/kern-f/scale"), json={"workers": 0})
+        assert scaled.status_code == 200
+        assert ended.wait(60), "the followed log ends when the pod goes"
+        reader.join()
+
+
+def wait_http_sync(fn: Any, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = fn()
+        if found:
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"not met in {timeout}s")
