@@ -13,6 +13,7 @@ import dask.config
 from dask.utils import parse_bytes
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from interlink_core.client import TokenSource, static_token, token_file
 from interlink_core.config import StrictModel, build_config
 from interlink_core.podspec import NAME_PATTERN
 
@@ -58,6 +59,12 @@ class DirectOptions(StrictModel):
     token_file: Path | None = Field(default=None, description="File holding the bearer token.")
     ca_file: Path | None = None
     namespace: str = Field(default="default", description="Namespace written on the pods.")
+
+    def token_source(self) -> TokenSource | None:
+        """The bearer token to send: the file (re-read on every request) wins over ``token``."""
+        if self.token_file:
+            return token_file(self.token_file.expanduser())
+        return static_token(self.token) if self.token else None
 
 
 class ClusterOptions(StrictModel):

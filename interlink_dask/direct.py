@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from interlink_core.client import InterLinkClient, RemoteError, static_token, token_file
+from interlink_core.client import InterLinkClient, RemoteError
 from interlink_core.errors import BackendUnavailable
 from interlink_core.kube import now_rfc3339
 from interlink_core.models import JSON, LogStruct, PodCreateRequests, digest_uid
@@ -59,11 +59,8 @@ class DirectBackend(Backend):
     def __init__(self, opts: ClusterOptions) -> None:
         super().__init__(opts)
         d = opts.direct
-        token = static_token(d.token) if d.token else None
-        if d.token_file:
-            token = token_file(d.token_file.expanduser())
         assert d.url is not None  # checked by ClusterOptions
-        self.client = InterLinkClient(d.url, token=token, ca_file=d.ca_file)
+        self.client = InterLinkClient(d.url, token=d.token_source(), ca_file=d.ca_file)
         self.pods: dict[str, JSON] = {}
         self.details: dict[str, PodDetail] = {}
         self.edge = urlsplit(d.url).netloc or d.url

@@ -21,6 +21,7 @@ from interlink_dask import InterLinkCluster
 from interlink_dask.backend import ClusterExists, ClusterRecord
 from interlink_dask.cluster import all_records
 from interlink_dask.config import ClusterOptions, load_options
+from interlink_dask.states import counts
 
 from .errors import InputError, Problem
 from .nodes import kube_configured
@@ -74,7 +75,7 @@ class Entry:
             "mode": self.record.mode,
             "namespace": None,
             "node": None,
-            "counts": {s: 0 for s in ("queued", "starting", "running", "connected", "finished")},
+            "counts": counts([]),
             "pods": 0,
             "workers": 0,
             "processes": 1,
@@ -370,11 +371,11 @@ async def _closed(cluster: InterLinkCluster) -> None:
 
 
 def _modes(opts: ClusterOptions) -> tuple[str, ...]:
-    """The configured mode first; Kubernetes also when a cluster is configured at all (a
-    direct-mode setup such as Binder has none, and that is no problem to show)."""
-    if opts.mode == "kubernetes":
-        return ("kubernetes", "direct")
-    return ("direct", "kubernetes") if kube_configured(opts.kubeconfig) else ("direct",)
+    """The configured mode first; Kubernetes only when a cluster is configured at all (the
+    node list already says when none is; a direct-mode setup such as Binder has none)."""
+    other = "direct" if opts.mode == "kubernetes" else "kubernetes"
+    kube = kube_configured(opts.kubeconfig)
+    return tuple(m for m in (opts.mode, other) if m != "kubernetes" or kube)
 
 
 def _bad_key(message: str) -> str | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kr8s import ServerError
 
-from interlink_core.client import InterLinkClient, RemoteError, Retry, static_token, token_file
+from interlink_core.client import InterLinkClient, RemoteError, Retry
 from interlink_core.kube import KubeJSON, status_code
 from interlink_core.models import JSON
 from interlink_core.names import CONNECTIVITY_CONDITION, VK_NODE_SELECTOR
@@ -182,12 +182,13 @@ class NodeBoard:
     async def _edge(self, opts: ClusterOptions) -> JSON:
         d = opts.direct
         assert d.url is not None
-        token = token_file(d.token_file.expanduser()) if d.token_file else None
-        if token is None and d.token:
-            token = static_token(d.token)
         info: JSON = {"url": d.url, "ok": False, "message": "", "resources": None}
         client = InterLinkClient(
-            d.url, token=token, ca_file=d.ca_file, timeout=EDGE_TIMEOUT, retry=Retry(attempts=1)
+            d.url,
+            token=d.token_source(),
+            ca_file=d.ca_file,
+            timeout=EDGE_TIMEOUT,
+            retry=Retry(attempts=1),
         )
         try:
             ping = await asyncio.wait_for(client.ping(), EDGE_TIMEOUT)

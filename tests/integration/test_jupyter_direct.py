@@ -16,6 +16,7 @@ import aiohttp
 import httpx
 import pytest
 
+from tests.helpers.hub import wait_for
 from tests.helpers.jupyter import (
     TOKEN,
     WORKER,
@@ -361,12 +362,14 @@ def test_a_followed_log_streams_until_the_worker_goes(
     pod goes (here: scaled away); the local dashboard link answers too."""
     server, config = lab
     with kernel_cluster(config, {"name": "kern-f", "n_workers": 1}), server.http() as http:
-        rows = wait_http_sync(
+        rows = wait_for(
             lambda: [
                 r
                 for r in http.get(server.api("clusters/kern-f")).json().get("rows", [])
                 if r["state"] == "connected"
-            ]
+            ],
+            120,
+            "kern-f's worker connects",
         )
         pod = rows[0]["pod"]
         summary = http.get(server.api("clusters/kern-f")).json()
@@ -390,13 +393,3 @@ def test_a_followed_log_streams_until_the_worker_goes(
         assert scaled.status_code == 200
         assert ended.wait(60), "the followed log ends when the pod goes"
         reader.join()
-
-
-def wait_http_sync(fn: Any, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = fn()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"not met in {timeout}s")

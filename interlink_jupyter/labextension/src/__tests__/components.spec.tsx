@@ -155,6 +155,15 @@ describe('NodesSection without Kubernetes', () => {
   });
 });
 
+describe('NodesSection without Kubernetes or edge', () => {
+  it('points at the problem above instead of an edge that is not there', () => {
+    render(<NodesSection now={NOW} nodes={[]} kubernetes={false} edges={[]} />);
+    expect(screen.getByTestId('interlink-nodes-empty').textContent).toBe(
+      'No Kubernetes cluster is configured (see above).'
+    );
+  });
+});
+
 describe('Sidebar', () => {
   it('renders problems as an alert with message and hint', () => {
     render(

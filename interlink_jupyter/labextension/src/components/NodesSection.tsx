@@ -36,8 +36,9 @@ export function NodesSection(props: {
         </p>
       ) : nodes.length === 0 && kubernetes === false ? (
         <p className="jp-InterLink-muted" data-testid="interlink-nodes-empty">
-          No Kubernetes cluster is configured: clusters run in direct mode, on
-          the edge below.
+          {edges.length > 0
+            ? 'No Kubernetes cluster is configured: clusters run in direct mode, on the edge below.'
+            : 'No Kubernetes cluster is configured (see above).'}
         </p>
       ) : nodes.length === 0 && problems ? (
         <p className="jp-InterLink-muted" data-testid="interlink-nodes-empty">
