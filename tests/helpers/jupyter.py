@@ -235,6 +235,15 @@ class Stream:
         except TimeoutError:
             raise AssertionError(f"no such message in {timeout}s; last: {self.seen[-3:]}") from None
 
+    async def current_matching(self, kind: str, cond: Any, timeout: float = 120) -> dict[str, Any]:
+        """The state of ``kind`` (``nodes``, ``clusters``) once it meets ``cond``: the last
+        message of that kind already received if it does (the server sends a state only when
+        it changes), else the next one that does."""
+        last = [m for m in self.seen if m["type"] == kind][-1:]
+        if last and cond(last[0]):
+            return dict(last[0])
+        return await self.next_matching(lambda m: m["type"] == kind and cond(m), timeout)
+
     async def send(self, data: dict[str, Any]) -> None:
         await self.ws.send_str(json.dumps(data))
 
