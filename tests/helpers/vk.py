@@ -5,6 +5,7 @@ CSR."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import random
@@ -159,6 +160,53 @@ def host_ip() -> str | None:
     return None if ipaddress.ip_address(addr).is_loopback else addr
 
 
+class TaskWatch:
+    """The VK's background tasks, each of which must run until ``stop`` is set. One that ends
+    earlier (crashed or returned) cancels the test that started them, and :meth:`check` then
+    fails it with the task's error; cancellation at teardown is fine."""
+
+    def __init__(self, tasks: dict[str, asyncio.Task[None]], stop: asyncio.Event) -> None:
+        self.tasks = tasks
+        self.stop = stop
+        self.tearing_down = False
+        self.died: list[str] = []
+        self.test = asyncio.current_task()
+        for name, task in tasks.items():
+            task.add_done_callback(functools.partial(self._done, name))
+
+    def _done(self, name: str, task: asyncio.Task[None]) -> None:
+        if task.cancelled() and self.tearing_down:
+            return
+        error = None if task.cancelled() else task.exception()
+        if error is None and self.stop.is_set():
+            return
+        self.died.append(f"{name}: {error!r}" if error else f"{name}: ended before teardown")
+        if not self.tearing_down and self.test is not None and not self.test.done():
+            self.test.cancel(f"the VK's {name} died")
+
+    async def stopped(self, timeout: float) -> None:
+        """Wait until every task ended after ``stop``; one still running at ``timeout`` is
+        cancelled and counts as died."""
+        _, pending = await asyncio.wait(self.tasks.values(), timeout=timeout)
+        for name, task in self.tasks.items():
+            if task in pending:
+                self.died.append(f"{name}: still running {timeout} s after stop")
+                task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    def check(self) -> None:
+        """Fail with every background task that died (this replaces the test's own error,
+        which is then most likely a consequence; it stays chained)."""
+        if not self.died:
+            return
+        if self.test is not None and self.test.cancelling():
+            self.test.uncancel()
+        errors = [t.exception() for t in self.tasks.values() if not t.cancelled()]
+        cause = next((e for e in errors if e is not None), None)
+        raise AssertionError("background tasks of the VK died: " + "; ".join(self.died)) from cause
+
+
 @asynccontextmanager
 async def running_vk(
     k8s: K8sInfo,
@@ -195,24 +243,27 @@ async def running_vk(
         stop = asyncio.Event()
         kube = Kube(api)
         pods = PodController(kube, config, client, metrics)
-        tasks = [
-            asyncio.create_task(NodeController(api, config, client, metrics=metrics).run(stop)),
-            asyncio.create_task(pods.run(stop)),
-            asyncio.create_task(serve_kubelet(config, kube, client, stop, state, metrics)),
-            asyncio.create_task(approve_csr(k8s, node, stop)),
-            asyncio.create_task(HeartbeatReaper(kube, config, pods.snapshot, metrics).run(stop)),
-        ]
+        tasks = {
+            "node controller": NodeController(api, config, client, metrics=metrics).run(stop),
+            "pod sync": pods.run(stop),
+            "kubelet API": serve_kubelet(config, kube, client, stop, state, metrics),
+            "CSR approver": approve_csr(k8s, node, stop),
+            "heartbeat reaper": HeartbeatReaper(kube, config, pods.snapshot, metrics).run(stop),
+        }
+        watch = TaskWatch({name: asyncio.create_task(c) for name, c in tasks.items()}, stop)
         try:
-            await until_listening(ip, port, tasks[2])
+            await until_listening(ip, port, watch.tasks["kubelet API"])
             yield RunningVK(k8s, node, ns, ip, port, metrics, pods)
         finally:
+            watch.tearing_down = True
             kubectl(k8s, "delete", "pods", "--all", "-n", ns, "--wait=false")
             await asyncio.sleep(1.5)  # let the VK delete remotely
             stop.set()
-            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 20)
+            await watch.stopped(timeout=20)
             kubectl(k8s, "delete", "namespace", ns, "--wait=false")
             kubectl(k8s, "delete", "node", node)
             kubectl(k8s, "delete", "lease", node, "-n", "kube-node-lease")
+            watch.check()
 
 
 SLURM_EDGE_TOKEN = "slurm-edge-dev-token"
