@@ -126,6 +126,12 @@ async def check_api(report: Report, url: str, token: str | None, ca_file: Path |
         async with endpoint.session(10.0) as http, http.get(endpoint.base + "/healthz") as resp:
             resp.raise_for_status()
         report.ok(f"API server {url} is up")
+    except aiohttp.ClientSSLError as exc:
+        report.fail(
+            f"API server {url} is not reachable: its TLS certificate is not trusted ({exc})",
+            "pass --ca-file with the CA that signed the API server's certificate",
+        )
+        return
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         report.fail(
             f"API server {url} is not reachable: {exc!r}",
