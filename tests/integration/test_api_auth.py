@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import ssl
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import trustme
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from interlink_core.client import InterLinkClient, RemoteError
+from interlink_core.models import PodCreateRequests
 from tests.helpers.world import Issuer, Service, start_api, tls
 
 pytestmark = pytest.mark.integration
@@ -113,36 +120,178 @@ def test_required_groups(issuer: Issuer, plugin: Service, tmp_path: Path) -> Non
         api.stop()
 
 
-def test_mtls_client_certificate_identifies_the_tenant(plugin: Service, tmp_path: Path) -> None:
+class Recorder(ThreadingHTTPServer):
+    """A stand-in plugin on loopback that records the tenant and subject the API server names
+    in the headers of each call it forwards (answers: a job id for /create, [] otherwise)."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _RecorderHandler)
+        self.seen: list[tuple[str, str | None, str | None]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def creators(self) -> list[tuple[str | None, str | None]]:
+        """(tenant, subject) of each /create, in order."""
+        return [(tenant, subject) for path, tenant, subject in self.seen if path == "/create"]
+
+
+class _RecorderHandler(BaseHTTPRequestHandler):
+    server: Recorder
+
+    def _answer(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or "null")
+        h = self.headers
+        self.server.seen.append((self.path, h.get("InterLink-Tenant"), h.get("InterLink-Subject")))
+        answer: object = []
+        if self.path == "/create":
+            answer = {"PodUID": body["pod"]["metadata"]["uid"], "PodJID": "job-1"}
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_DELETE = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    server = Recorder()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+CLIENTS = {  # certificate name -> (CN, O, OU)
+    "c": ("cluster-c", "site-a", "team-x"),
+    "d": ("cluster-d", "site-a", "team-y"),
+}
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA, the API server's certificate and two client certificates (:data:`CLIENTS`)."""
+    root = tmp_path_factory.mktemp("certs")
     ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(root / "ca.pem"))
     server = ca.issue_cert("127.0.0.1")
-    client = ca.issue_cert("cluster-c.example", common_name="cluster-c")
-    for name, blob in {
-        "ca.pem": ca.cert_pem,
-        "server.pem": server.cert_chain_pems[0],
-        "server.key": server.private_key_pem,
-        "client.pem": client.cert_chain_pems[0],
-        "client.key": client.private_key_pem,
-    }.items():
-        blob.write_to_path(str(tmp_path / name))
-    api = start_api(
-        tmp_path,
+    server.cert_chain_pems[0].write_to_path(str(root / "server.pem"))
+    server.private_key_pem.write_to_path(str(root / "server.key"))
+    for name, (cn, org, unit) in CLIENTS.items():
+        leaf = ca.issue_cert(
+            f"{cn}.example", common_name=cn, organization_name=org, organization_unit_name=unit
+        )
+        leaf.cert_chain_pems[0].write_to_path(str(root / f"{name}.pem"))
+        leaf.private_key_pem.write_to_path(str(root / f"{name}.key"))
+    return root
+
+
+def mtls_api(
+    root: Path, certs: Path, plugin_url: str, tenant_from: str = "CN", **auth: object
+) -> Service:
+    """An API server over HTTPS that knows the client certificates of ``certs``' CA."""
+    tls_files = {"cert": str(certs / "server.pem"), "key": str(certs / "server.key")}
+    mtls = {"client_ca": str(certs / "ca.pem"), "tenant_from": tenant_from}
+    return start_api(
+        root,
         {
-            "plugin": {"url": plugin.url},
-            "listen": {
-                "tls": {"cert": str(tmp_path / "server.pem"), "key": str(tmp_path / "server.key")}
-            },
-            "auth": {"mtls": {"client_ca": str(tmp_path / "ca.pem")}},
+            "plugin": {"url": plugin_url},
+            "listen": {"tls": tls_files},
+            "auth": {"mtls": mtls, **auth},
         },
-        verify=tls(tmp_path / "ca.pem"),
+        verify=tls(certs / "ca.pem"),
     )
+
+
+def as_client(certs: Path, name: str | None) -> ssl.SSLContext:
+    """TLS that trusts the API server, presenting client certificate ``name`` (if any)."""
+    cert = (certs / f"{name}.pem", certs / f"{name}.key") if name else None
+    return tls(certs / "ca.pem", cert)
+
+
+def pod_body(uid: str) -> dict[str, Any]:
+    meta = {"name": f"pod-{uid}", "namespace": "default", "uid": uid}
+    return {"pod": {"metadata": meta, "spec": {"containers": [{"name": "main"}]}}}
+
+
+@pytest.mark.parametrize(
+    ("tenant_from", "tenant", "d_shares_it"),
+    [("CN", "cluster-c", False), ("O", "site-a", True), ("OU", "team-x", False)],
+)
+def test_mtls_client_certificate_identifies_the_tenant(
+    certs: Path,
+    recorder: Recorder,
+    tmp_path: Path,
+    tenant_from: str,
+    tenant: str,
+    d_shares_it: bool,
+) -> None:
+    """The tenant is the subject attribute ``tenant_from`` names; the subject is the CN. A
+    second certificate reaches the first one's pod only when that attribute is the same."""
+    api = mtls_api(tmp_path, certs, recorder.url, tenant_from)
     try:
-        client_tls = tls(tmp_path / "ca.pem", (tmp_path / "client.pem", tmp_path / "client.key"))
-        with_cert = httpx.post(api.url + "/pinglink", verify=client_tls)
-        assert with_cert.status_code == 200, with_cert.text
-        without = httpx.post(api.url + "/pinglink", verify=tls(tmp_path / "ca.pem"))
+        made = httpx.post(api.url + "/create", json=pod_body("u-1"), verify=as_client(certs, "c"))
+        assert made.status_code == 200, made.text
+        assert recorder.creators() == [(tenant, "cluster-c")]
+        pods = [pod_body("u-1")["pod"]]
+        other = httpx.request("GET", api.url + "/status", json=pods, verify=as_client(certs, "d"))
+        if d_shares_it:
+            assert other.status_code == 200, other.text
+        else:
+            assert other.status_code == 403, other.text
+            assert "another tenant" in other.json()["error"]
+        without = httpx.post(api.url + "/pinglink", verify=as_client(certs, None))
         assert without.status_code == 401
         assert "TLS client certificate" in without.json()["error"]
+    finally:
+        api.stop()
+
+
+def test_a_bearer_token_takes_precedence_over_the_client_certificate(
+    certs: Path, recorder: Recorder, tmp_path: Path
+) -> None:
+    """As docs/api-server.md says: with both, the token decides (a bad one is refused even
+    with a good certificate)."""
+    api = mtls_api(tmp_path, certs, recorder.url, insecure_dev_token="dev-token-for-tests")
+    try:
+        c = as_client(certs, "c")
+        both = {"Authorization": "Bearer dev-token-for-tests"}
+        made = httpx.post(api.url + "/create", json=pod_body("u-2"), headers=both, verify=c)
+        assert made.status_code == 200, made.text
+        assert recorder.creators() == [("dev", "dev")]
+        bad = {"Authorization": "Bearer wrong-token"}
+        refused = httpx.post(api.url + "/create", json=pod_body("u-3"), headers=bad, verify=c)
+        assert refused.status_code == 401, refused.text
+        assert httpx.post(api.url + "/create", json=pod_body("u-4"), verify=c).status_code == 200
+        assert recorder.creators() == [("dev", "dev"), ("cluster-c", "cluster-c")]
+    finally:
+        api.stop()
+
+
+async def test_the_client_presents_its_certificate(
+    certs: Path, recorder: Recorder, tmp_path: Path
+) -> None:
+    """``InterLinkClient(client_cert=...)`` authenticates by certificate alone."""
+    api = mtls_api(tmp_path, certs, recorder.url)
+    try:
+        cert = (certs / "d.pem", certs / "d.key")
+        request = PodCreateRequests.model_validate(pod_body("u-5"))
+        async with InterLinkClient(api.url, ca_file=certs / "ca.pem", client_cert=cert) as client:
+            created = await client.create(request)
+        assert (created.PodUID, created.PodJID) == ("u-5", "job-1")
+        assert recorder.creators() == [("cluster-d", "cluster-d")]
+        async with InterLinkClient(api.url, ca_file=certs / "ca.pem") as anonymous:
+            with pytest.raises(RemoteError) as refused:
+                await anonymous.create(request)
+        assert refused.value.status_code == 401
     finally:
         api.stop()
 
