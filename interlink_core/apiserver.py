@@ -577,6 +577,8 @@ def make_app(config: ApiServerConfig) -> Any:
                 f"{validation_message(exc)}",
                 502,
             ) from None
+        if not answered:  # also a Go plugin's ``null``: ours is always a list
+            return JSONResponse([])
         if all(uid in owners for uid in answered):  # nothing to hide: pass the bytes through
             # pod states for /metrics: read at the next scrape (or after this answer was sent)
             due = metrics.pods.keep(resp.content)
@@ -589,6 +591,19 @@ def make_app(config: ApiServerConfig) -> Any:
         return JSONResponse(kept)
 
     app.add_api_route("/status", status, methods=["POST"], include_in_schema=False)
+
+    @app.post("/updateCache", tags=["VK → API server"])
+    async def update_cache(
+        pod: Annotated[Pod, Body()], who: Caller, edge: EdgeDep
+    ) -> PlainTextResponse:
+        """Forget the cached state of a pod the caller no longer has (upstream's VK calls it
+        when a status names a pod that was replaced); the pod stays deletable. Another
+        tenant's pod or an unknown one is left alone, with the same answer."""
+        _, _, uid = pod_meta(pod)
+        owner = edge.registry.lookup([uid]).get(uid)
+        if owner is not None and owner.tenant == who.tenant:
+            metrics.forget(uid)
+        return PlainTextResponse("Updated cache")
 
     @app.post("/updateVolumes", tags=["VK → API server"])
     async def update_volumes(
@@ -667,6 +682,7 @@ _ROUTES = {
     "/status",
     "/getLogs",
     "/updateVolumes",
+    "/updateCache",
     "/pinglink",
     "/healthz",
     "/metrics",

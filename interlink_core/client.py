@@ -319,6 +319,8 @@ class _ClientBase:
         """Statuses of these pods in one call, as the JSON the remote sent."""
         resp = await self.wire.call("GET", "/status", pods, session=session, headers=headers)
         body = resp.json()
+        if body is None:  # upstream's API server answers a Go nil slice for no statuses
+            return []
         if not isinstance(body, list):
             raise RemoteError(f"/status answered {type(body).__name__}, not a list", 502)
         return body

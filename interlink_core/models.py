@@ -9,6 +9,7 @@ an empty list, the zero time ``0001-01-01T00:00:00Z`` for "no time", ``LimitByte
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
@@ -70,6 +71,9 @@ class WireModel(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
     omit_empty: ClassVar[frozenset[str]] = frozenset()
     """Fields upstream tags ``omitempty``: left out of the output when empty."""
+    omit_none: ClassVar[frozenset[str]] = frozenset()
+    """Fields that are Go pointers tagged ``omitempty``: left out only when ``None`` (an empty
+    list is sent, and means something else than no list)."""
 
 
 def _require_pod_identity(pod: JSON) -> JSON:
@@ -185,15 +189,35 @@ class LogStruct(WireModel):
     Opts: ContainerLogOpts = Field(default_factory=ContainerLogOpts)
 
 
+_QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkMGTPE]i?|Ki)?$")
+
+
+def _quantity(value: Any) -> Any:
+    """A Kubernetes quantity as upstream's string; a plain integer (what plugins of ours
+    sent before) is accepted and turned into one."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return str(value)
+    if isinstance(value, str) and _QUANTITY.match(value.strip()):
+        return value.strip()
+    raise ValueError(f'{value!r} is not a Kubernetes quantity: write e.g. "4" or "500m"')
+
+
+Quantity = Annotated[str, BeforeValidator(_quantity)]
+
+
 class Accelerator(WireModel):
-    """One kind of accelerator a plugin offers, e.g. ``nvidia.com/gpu``."""
+    """One kind of accelerator a plugin offers, e.g. ``nvidia.com/gpu`` (upstream
+    ``AcceleratorResponse``: ``available`` is a quantity string, an integer is accepted)."""
 
     resourceType: str
-    available: int = Field(default=0, ge=0)
+    available: Quantity = "0"
 
 
 class NodeResources(WireModel):
-    """Capacity a plugin announces in its ping answer (Kubernetes quantities as strings)."""
+    """Capacity a plugin announces in its ping answer (upstream ``ResourcesResponse``:
+    Kubernetes quantities as strings; a field left out leaves the node's figure as it is)."""
 
     cpu: GoStr = ""
     memory: GoStr = ""
@@ -201,15 +225,20 @@ class NodeResources(WireModel):
     accelerators: Annotated[list[Accelerator], BeforeValidator(_none_to_list)] = Field(
         default_factory=list
     )
+    omit_empty: ClassVar[frozenset[str]] = frozenset({"cpu", "memory", "pods", "accelerators"})
 
 
 class PingAnswer(WireModel):
-    """A plugin's answer to a ping (``GET /status`` with ``[]``)."""
+    """A plugin's answer to a ping (``GET /status`` with ``[]``; upstream ``PingResponse``).
 
-    status: str = "ok"
+    ``taints`` is ``None`` when the plugin sent none: the node's taints stay as they are. A
+    list, even empty, replaces the taints the edge set before (upstream's rule)."""
+
+    status: GoStr = "ok"
     resources: NodeResources | None = None
-    taints: ObjList = Field(default_factory=list)
-    omit_empty: ClassVar[frozenset[str]] = frozenset({"resources"})
+    taints: list[JSON] | None = None
+    omit_empty: ClassVar[frozenset[str]] = frozenset({"status", "resources"})
+    omit_none: ClassVar[frozenset[str]] = frozenset({"taints"})
 
     @classmethod
     def from_body(cls, body: bytes | str) -> PingAnswer:
@@ -285,7 +314,10 @@ def status_uids(raw: bytes) -> list[str]:
     """The pod UIDs of a JSON list of pod statuses (a ``/status`` answer), in order, read
     without building the statuses (``""`` for a status without one).
 
+    ``null`` (what a Go plugin sends for no statuses) is an empty list.
     Raises :class:`pydantic.ValidationError` when ``raw`` is not a list of objects."""
+    if raw.strip() == b"null":
+        return []
     try:
         return [s.uid for s in _STATUS_UIDS.decode(raw)]
     except msgspec.MsgspecError:
@@ -331,11 +363,25 @@ def pod_state(containers: Sequence[Mapping[str, Any]]) -> str:
 
 def dump(model: WireModel) -> JSON:
     """The upstream JSON form of a model: upstream field names, ``omitempty`` fields left out
-    when empty."""
-    data = model.model_dump(mode="json", by_alias=False)
+    when empty (in nested models too)."""
+    return _omit(model, model.model_dump(mode="json", by_alias=False))
+
+
+def _omit(model: WireModel, data: JSON) -> JSON:
+    for name in type(model).model_fields:
+        value, out = getattr(model, name), data.get(name)
+        if isinstance(value, WireModel) and isinstance(out, dict):
+            _omit(value, out)
+        elif isinstance(value, list) and isinstance(out, list):
+            for item, item_out in zip(value, out, strict=True):
+                if isinstance(item, WireModel) and isinstance(item_out, dict):
+                    _omit(item, item_out)
     for name in model.omit_empty:
         if data.get(name) in (None, "", {}, []):
             data.pop(name, None)
+    for name in model.omit_none:
+        if data.get(name, 0) is None:
+            data.pop(name)
     return data
 
 

@@ -109,6 +109,15 @@ async def test_upstream_plugin_quirks_are_accepted() -> None:
         assert (await plugin.ping()).status == "ok"
 
 
+async def test_upstream_null_status_answer_is_an_empty_list() -> None:
+    # upstream's API server answers a Go nil slice as ``null`` when it has no statuses
+    async def handler(request: web.BaseRequest) -> web.Response:
+        return web.Response(text="null", content_type="application/json")
+
+    async with serving(handler) as url, InterLinkClient(url, retry=FAST) as client:
+        assert await client.status([POD]) == []
+
+
 async def test_sent_is_set_once_the_body_reached_the_remote() -> None:
     """The API server checks a /status body while the plugin already works on it."""
     got = asyncio.Event()

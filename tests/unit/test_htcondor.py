@@ -428,7 +428,7 @@ def test_ping_reports_capacity(tmp_path: Path) -> None:
     answer = asyncio.run(plugin.ping())
     assert answer.status == "ok" and answer.resources is not None
     assert dump(answer)["resources"]["accelerators"] == [
-        {"resourceType": "nvidia.com/gpu", "available": 2}
+        {"resourceType": "nvidia.com/gpu", "available": "2"}
     ]
 
 

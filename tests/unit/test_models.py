@@ -127,11 +127,47 @@ def test_pod_without_uid_is_refused_naming_the_field() -> None:
 
 def test_ping_answers_json_plain_text_and_empty() -> None:
     full = PingAnswer.from_body(json.dumps(golden("ping_response.json")))
-    assert full.resources is not None and full.resources.accelerators[0].available == 4
+    assert full.resources is not None and full.resources.accelerators[0].available == "4"
     assert dump(full) == golden("ping_response.json")
     assert PingAnswer.from_body((GOLDEN / "ping_plain.txt").read_bytes()).status == "ok"
     assert PingAnswer.from_body(b"").status == "ok"
     assert PingAnswer.from_body(b"[]").resources is None
+
+
+def test_ping_quantities_are_strings_and_integers_are_accepted() -> None:
+    # upstream's AcceleratorResponse.Available is a string: an integer makes its VK drop the
+    # whole answer; plugins of ours sent integers before
+    answer = PingAnswer.from_body(
+        b'{"resources": {"accelerators": [{"resourceType": "nvidia.com/gpu", "available": 8}]}}'
+    )
+    assert dump(answer) == {
+        "status": "ok",
+        "resources": {"accelerators": [{"resourceType": "nvidia.com/gpu", "available": "8"}]},
+    }
+    with pytest.raises(ValidationError) as err:
+        PingAnswer.model_validate(
+            {"resources": {"accelerators": [{"resourceType": "x", "available": "lots"}]}}
+        )
+    assert "resources.accelerators.0.available" in validation_message(err.value)
+    assert "not a Kubernetes quantity" in validation_message(err.value)
+
+
+def test_ping_passes_on_only_what_the_plugin_said() -> None:
+    # taints absent: leave the node's; taints present, even empty: replace them
+    assert dump(PingAnswer.from_body(b'{"status": "ok"}')) == {"status": "ok"}
+    assert dump(PingAnswer.from_body(b'{"status": "ok", "taints": []}')) == {
+        "status": "ok",
+        "taints": [],
+    }
+    assert PingAnswer.from_body(b'{"taints": null}').taints is None
+    assert dump(PingAnswer.from_body(b'{"resources": {"cpu": "4"}}')) == {
+        "status": "ok",
+        "resources": {"cpu": "4"},
+    }
+
+
+def test_go_null_status_answer_is_an_empty_list() -> None:
+    assert status_uids(b"null") == []
 
 
 # --- reading big /status bodies by their UIDs and states -----------------------------------------

@@ -156,6 +156,14 @@ class VKConfig(StrictModel):
         gt=0,
         description="How often pods with an interlink.eu/heartbeat-lease have their Lease checked.",
     )
+    lost_after_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A pod the edge's status answers leave out this long, and that a status "
+        "call for it alone leaves out too, is Failed with reason ProviderLost (until then it "
+        "keeps its last state: upstream plugins answer from a cache that leaves new pods out "
+        "for about 10 s).",
+    )
     ping_interval_seconds: float = Field(default=10.0, gt=0)
     lease_duration_seconds: int = Field(default=40, ge=10)
     create_concurrency: int = Field(default=16, ge=1)

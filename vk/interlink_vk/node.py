@@ -336,6 +336,8 @@ class NodeController:
             for acc in res.accelerators:
                 capacity[acc.resourceType] = str(acc.available)
             self.capacity = capacity
+        if answer.taints is None:  # no taints in the answer: the edge's stay as they are
+            return False
         taints = edge_taints(answer.taints)
         changed = taints != self.edge_taints
         self.edge_taints = taints

@@ -17,6 +17,14 @@ two of their submission (spaced by twice the time the last status call took, so 
 creates does not queue status calls back to back).
 After a restart the same loop re-adopts the pods by their job-id annotation; creates are
 idempotent per pod UID at the edge, so nothing is submitted twice.
+
+Every pod that leaves Kubernetes gets exactly one delete at the edge, whatever its phase: one
+being deleted is deleted remotely before it goes; one that went without the VK (a pod that
+ended is removed by the apiserver at once) is owed a delete, kept on the node
+(:mod:`.owed`) until the edge took it.
+A pod missing from a status answer keeps its last state (plugins may answer from a cache that
+does not know new pods yet); only after ``lost_after_seconds``, and if a status call for it
+alone leaves it out too, is it Failed with reason ``ProviderLost``.
 """
 
 from __future__ import annotations
@@ -37,8 +45,9 @@ from interlink_core.models import JSON, PodCreateRequests, PodStatus
 from interlink_core.podspec import field_value, object_refs
 
 from .config import JOB_ID_ANNOTATION, VKConfig
-from .kube import Kube
+from .kube import Kube, status_code
 from .metrics import VKMetrics
+from .owed import Owed, OwedDeletes
 from .podstatus import TERMINAL_PHASES, display_status, kube_status
 from .tokens import adopted_refresh_at, refresh_at, token_lifetime
 
@@ -111,6 +120,8 @@ class PodController:
     _token_due: dict[str, float] = field(default_factory=dict)  # UID: epoch time of refresh
     _refreshing: set[str] = field(default_factory=set)
     _no_refresh: set[str] = field(default_factory=set)  # UIDs whose edge cannot update volumes
+    _missing: dict[str, float] = field(default_factory=dict)  # UID: when answers began to omit it
+    _owed: OwedDeletes | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _sem: asyncio.Semaphore | None = None
 
@@ -135,6 +146,13 @@ class PodController:
         """Tracked pods that are not Running yet."""
         return [p for p in self.tracked() if _phase(p) != "Running"]
 
+    @property
+    def owed(self) -> OwedDeletes:
+        """The deletes the edge is still owed (pods gone from Kubernetes)."""
+        if self._owed is None:
+            self._owed = OwedDeletes(self.kube, self.node)
+        return self._owed
+
     def hurry(self) -> bool:
         """Whether the fast (pending) cycle should run: a pod waits to run or to be deleted."""
         return bool(self.pending()) or any(_deleting(p) for p in self._pods.values())
@@ -151,6 +169,10 @@ class PodController:
     async def run(self, stop: asyncio.Event) -> None:
         """Reconcile until ``stop`` is set."""
         self._sem = asyncio.Semaphore(self.config.create_concurrency)
+        try:
+            await self.owed.load()
+        except Exception as exc:  # the API is down: nothing owed is known yet
+            log.warning("owed deletes of node %s not read: %s", self.node, exc)
         watcher = asyncio.create_task(self._watch(stop))
         loop = asyncio.get_running_loop()
         next_full = last_fast = loop.time()
@@ -171,6 +193,7 @@ class PodController:
                         await self.sync_pods()
                         listed = True
                     self._start(creates=listing)
+                    await self.owed.save()
                     if full:
                         await self.sync_status(self.tracked(), "full")
                         self._refresh_tokens()
@@ -224,7 +247,12 @@ class PodController:
         self._listed_at = asyncio.get_running_loop().time()
         # the LIST that a watch event causes waits twice as long as the last one took
         self._list_spacing = max(MIN_LIST_SPACING, 2 * (time.monotonic() - t0))
-        self._pods = {_uid(p): _slim(p) for p in pods}
+        listed = {_uid(p): _slim(p) for p in pods}
+        for uid, pod in self._pods.items():  # gone without a delete of ours: owed one
+            if uid not in listed and uid not in self._deleting and job_id(pod):
+                self.owed.add(Owed.of(pod))
+        self._pods = listed
+        self._missing = {u: t for u, t in self._missing.items() if u in listed}
         self._refused = {u: r for u, r in self._refused.items() if u in self._pods}
         self._token_due = {u: t for u, t in self._token_due.items() if u in self._pods}
         self._no_refresh &= self._pods.keys()
@@ -238,6 +266,9 @@ class PodController:
             if _deleting(pod) and uid not in self._deleting:
                 if now >= self._refused.get(uid, (0, 0.0))[1]:
                     self._spawn(self._delete(pod), self._deleting, uid)
+        for item in self.owed.due():
+            if item.uid not in self._deleting:
+                self._spawn(self._delete_owed(item), self._deleting, item.uid)
         if not creates:
             return
         for uid, pod in list(self._pods.items()):
@@ -301,11 +332,16 @@ class PodController:
                 return True
             await self.kube.event(pod, "ProviderUnavailable", str(exc), self.node, warning=True)
             return False  # the edge is down: retried next cycle (creates are idempotent per UID)
-        self._remember(
-            await self.kube.patch_pod(
+        try:
+            patched = await self.kube.patch_pod(
                 pod, {"metadata": {"annotations": {JOB_ID_ANNOTATION: answer.PodJID}}}
             )
-        )
+        except Exception as exc:
+            if status_code(exc) != 404:
+                raise
+            self.owed.add(Owed.of(pod, answer.PodJID))  # the pod went while it was submitted
+            return True
+        self._remember(patched)
         self._fresh[_uid(pod)] = asyncio.get_running_loop().time()
         await self.kube.event(
             pod, "Submitted", f"submitted to the edge as job {answer.PodJID}", self.node
@@ -483,9 +519,9 @@ class PodController:
                 answer = by_uid.get(_uid(pod))
                 try:
                     if answer is None:
-                        why = f"the edge no longer knows job {job_id(pod)} of this pod"
-                        await self._fail(pod, "ProviderLost", why)
+                        await self._unanswered(pod)
                     else:
+                        self._missing.pop(_uid(pod), None)
                         await self._apply(pod, answer)
                 except Exception as exc:  # one pod's patch does not hold up the others
                     meta = pod["metadata"]
@@ -495,6 +531,29 @@ class PodController:
 
         await asyncio.gather(*(one(p) for p in pods))
         self.metrics.status_cycle.labels(kind).observe(time.perf_counter() - t0)
+
+    async def _unanswered(self, pod: JSON) -> None:
+        """A pod the edge's answer left out keeps its last state; once that lasted
+        ``lost_after_seconds`` it is asked about alone, and Failed (``ProviderLost``) if the
+        edge still leaves it out."""
+        uid, now = _uid(pod), time.monotonic()
+        since = self._missing.setdefault(uid, now)
+        if now - since < self.config.lost_after_seconds:
+            return
+        try:
+            alone = [s for s in await self.edge.status([pod]) if s.UID == uid]
+        except InterLinkError as exc:
+            log.warning("status of pod %s alone failed (%s); it keeps its last state", uid, exc)
+            return
+        if alone:
+            self._missing.pop(uid, None)
+            await self._apply(pod, alone[0])
+            return
+        why = (
+            f"the edge has not reported job {job_id(pod)} of this pod for {now - since:.0f} s, "
+            "not even when asked for it alone"
+        )
+        await self._fail(pod, "ProviderLost", why)
 
     async def _apply(self, pod: JSON, answer: PodStatus) -> None:
         """Patch the pod's status if it changed; an Event on a phase transition."""
@@ -535,6 +594,27 @@ class PodController:
         self._pods.pop(uid, None)
         self._refused.pop(uid, None)
         log.info("pod %s/%s deleted", pod["metadata"]["namespace"], pod["metadata"]["name"])
+        return True
+
+    async def _delete_owed(self, item: Owed) -> bool:
+        """Send a delete the edge is owed; True once the edge took it (or did not know it)."""
+        try:
+            async with self.metrics.edge_call("delete"):
+                await self.edge.delete(item.pod())
+        except InterLinkError as exc:
+            if not isinstance(exc, RemoteError) or exc.status_code != 404:
+                if item.tries == 0:
+                    log.warning(
+                        "delete of gone pod %s/%s (job %s) at the edge failed (%s); retrying",
+                        item.namespace,
+                        item.name,
+                        item.job,
+                        exc,
+                    )
+                self.owed.failed(item, self.config.pending_status_interval_seconds)
+                return False
+        self.owed.done(item.uid)
+        log.info("gone pod %s/%s deleted at the edge (job %s)", item.namespace, item.name, item.job)
         return True
 
 
