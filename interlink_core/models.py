@@ -97,7 +97,6 @@ class PodCreateRequests(WireModel):
     pod: Pod
     configmaps: ObjList = Field(default_factory=list)
     secrets: ObjList = Field(default_factory=list)
-    persistentvolumes: ObjList = Field(default_factory=list)
     projectedvolumesmaps: ObjList = Field(default_factory=list)
     jobscriptURL: GoStr = ""
 
@@ -110,7 +109,6 @@ class RetrievedContainer(WireModel):
     projectedvolumemaps: ObjList = Field(default_factory=list)
     secrets: ObjList = Field(default_factory=list)
     emptyDirs: StrList = Field(default_factory=list)
-    persistentVolumeClaims: ObjList = Field(default_factory=list)
 
 
 class RetrievedPodData(WireModel):

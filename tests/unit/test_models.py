@@ -38,15 +38,11 @@ def test_vk_create_request_round_trips_in_upstream_form() -> None:
     req = PodCreateRequests.model_validate(raw)
     out = dump(req)
     assert out["pod"] == raw["pod"]  # type: ignore[index]
-    assert out["persistentvolumes"] == []  # Go's null slice accepted, emitted as a list
-    assert set(out) == {
-        "pod",
-        "configmaps",
-        "secrets",
-        "persistentvolumes",
-        "projectedvolumesmaps",
-        "jobscriptURL",
-    }
+    assert set(out) == {"pod", "configmaps", "secrets", "projectedvolumesmaps", "jobscriptURL"}
+    # an older VK's fields that upstream dropped are accepted and not passed on; Go nulls
+    # are empty lists
+    older = PodCreateRequests.model_validate({**raw, "persistentvolumes": None, "secrets": None})
+    assert "persistentvolumes" not in dump(older) and dump(older)["secrets"] == []
 
 
 def test_api_server_splits_create_into_plugin_request_per_container() -> None:
