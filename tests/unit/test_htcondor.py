@@ -6,19 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import os
 import shlex
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from interlink_core.config import build_config
-from interlink_core.errors import BadRequest
+from interlink_core.errors import BackendUnavailable, BadRequest
 from interlink_core.models import RetrievedPodData, dump
 from interlink_core.store import JobRecord
 from interlink_plugins.htcondor.config import HTCondorConfig
 from interlink_plugins.htcondor.plugin import HTCondorPlugin
-from interlink_plugins.htcondor.schedd import Ad, member_constraint
+from interlink_plugins.htcondor.schedd import Ad, BindingsSchedd
 from interlink_plugins.htcondor.submit import (
     ATTRIBUTES_ANNOTATION,
     POD_DIR_MARK,
@@ -373,21 +379,101 @@ def test_one_query_per_cycle_history_only_for_departed(tmp_path: Path) -> None:
     fake.queue[2] = {"ClusterId": 2, "JobStatus": 2}
     fake.past[3] = {"ClusterId": 3, "JobStatus": 4, "ExitCode": 0}
     out = asyncio.run(plugin.poll(recs))
-    assert fake.queries == [member_constraint([1, 2, 3])]
-    assert fake.histories == [member_constraint([3])]
+    assert fake.queries == ["member(ClusterId, {1, 2, 3})"]
+    assert fake.histories == ["member(ClusterId, {3})"]
     assert out[2].containers[0]["state"]["terminated"]["reason"] == "Completed"
     # all in the queue: no history query; the finished pod costs nothing any more
     asyncio.run(plugin.poll(recs))
-    assert fake.queries[-1] == member_constraint([1, 2]) and len(fake.histories) == 1
+    assert fake.queries[-1] == "member(ClusterId, {1, 2})" and len(fake.histories) == 1
     # job 2 leaves the queue: history for it alone
     fake.past[2] = {**fake.queue.pop(2), "JobStatus": 4, "ExitCode": 1}
     out = asyncio.run(plugin.poll(recs))
-    assert fake.histories[-1] == member_constraint([2])
+    assert fake.histories[-1] == "member(ClusterId, {2})"
     assert out[1].containers[0]["state"]["terminated"]["exitCode"] == 1
     assert len(fake.queries) == 3 and len(fake.histories) == 2
     # only job 1 is open now
     asyncio.run(plugin.poll(recs))
-    assert fake.queries[-1] == member_constraint([1]) and len(fake.histories) == 2
+    assert fake.queries[-1] == "member(ClusterId, {1})" and len(fake.histories) == 2
+
+
+class RunningSchedd(FakeSchedd):
+    """A fake schedd that runs each job: its executable on this host, in its ``initialdir``,
+    into its ``output``/``error`` files; a job that ended moves to the history."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def submit(self, description: dict[str, str]) -> int:
+        cluster = super().submit(description)
+        with open(description["output"], "wb") as out, open(description["error"], "wb") as err:
+            self.procs[cluster] = subprocess.Popen(
+                [description["executable"]], cwd=description["initialdir"], stdout=out, stderr=err
+            )
+        self.queue[cluster]["JobStatus"] = 2
+        return cluster
+
+    def query(self, constraint: str, projection: list[str]) -> list[Ad]:
+        for cluster, proc in self.procs.items():
+            code = proc.poll()
+            if code is not None and cluster in self.queue:
+                self.past[cluster] = {**self.queue.pop(cluster), "JobStatus": 4, "ExitCode": code}
+        return super().query(constraint, projection)
+
+
+def stamp_time(stamp: str) -> float:
+    main, _, frac = stamp.rstrip("Z").partition(".")
+    t = datetime.strptime(main, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+    return t + float(f"0.{frac or 0}")
+
+
+def container_state(resp: Any) -> dict[str, Any]:
+    """The state of the first container of the one pod in a /status answer."""
+    return dict(resp.json()[0]["containers"][0]["state"])
+
+
+def test_logs_of_a_job_through_the_plugin(tmp_path: Path) -> None:
+    """``/getLogs`` answers from the files the job script writes (host runtime, run by the
+    fake schedd): whole, tail, timestamps, a time cut, follow of an ended container."""
+    from fastapi.testclient import TestClient
+
+    from interlink_core.sdk import make_plugin_app
+
+    schedd = RunningSchedd()
+    config = cfg(tmp_path, runtime="host", work_dir=str(tmp_path / "jobs"))
+    plugin = HTCondorPlugin(config, schedd=schedd)
+    script = "echo one; echo two >&2; sleep 3; echo three"
+    p = pod(containers=[{"name": "main", "image": "none", "command": ["sh", "-c", script]}])
+
+    try:
+        with TestClient(make_plugin_app(plugin)) as client:
+
+            def logs(container: str = "main", **opts: Any) -> Any:
+                meta = {"Namespace": "ns", "PodUID": UID, "PodName": "w"}
+                body = {**meta, "ContainerName": container, "Opts": opts}
+                return client.request("GET", "/getLogs", json=body)
+
+            assert client.post("/create", json={"pod": p, "container": []}).status_code == 200
+            deadline = time.monotonic() + 30
+            while "terminated" not in container_state(client.request("GET", "/status", json=[p])):
+                assert time.monotonic() < deadline, "the job never ended"
+                time.sleep(0.1)
+            assert logs().text == "one\ntwo\nthree\n"
+            assert logs(Tail=1).text == "three\n"
+            stamped = [line.split(" ", 1) for line in logs(Timestamps=True).text.splitlines()]
+            assert [text for _, text in stamped] == ["one", "two", "three"]
+            two, three = stamp_time(stamped[1][0]), stamp_time(stamped[2][0])
+            assert three - two > 2.5
+            cut = datetime.fromtimestamp(math.floor((two + three) / 2), UTC)
+            assert logs(SinceTime=cut.strftime("%Y-%m-%dT%H:%M:%SZ")).text == "three\n"
+            assert logs(Follow=True).text == "one\ntwo\nthree\n"  # it ended: so does the stream
+            missing = logs("nope")
+            assert missing.status_code == 404 and "nope" in missing.json()["error"]
+            assert logs(Previous=True).status_code == 400
+    finally:
+        for proc in schedd.procs.values():
+            proc.kill()
+            proc.wait()
 
 
 def test_unknown_job(tmp_path: Path) -> None:
@@ -417,10 +503,48 @@ def test_delete_of_a_finished_job_does_not_remove(tmp_path: Path) -> None:
     assert fake.removed == []
 
 
-def test_entry_point_and_bindings_are_lazy() -> None:
-    from interlink_core.sdk import discover_plugins
+FAKE_BINDINGS = """
+class Schedd:
+    def query(self, constraint, projection):
+        return []
+"""
 
-    assert discover_plugins()["htcondor"]() is HTCondorPlugin
+LAZY_PROBE = """
+import sys
+from interlink_core.config import build_config
+from interlink_core.sdk import discover_plugins
+cls = discover_plugins()["htcondor"]()
+from interlink_plugins.htcondor.config import HTCondorConfig
+plugin = cls(build_config(HTCondorConfig, {"state_dir": sys.argv[1]}))
+print("after construction:", "htcondor2" in sys.modules)
+plugin.schedd.query("false", ["ClusterId"])
+print("after the first schedd call:", "htcondor2" in sys.modules)
+"""
+
+
+def test_entry_point_and_bindings_are_lazy(tmp_path: Path) -> None:
+    """Loading the backend and building the plugin leave the ``htcondor2`` bindings unimported
+    (here a stand-in module that can be imported); the first schedd call imports them."""
+    (tmp_path / "htcondor2.py").write_text(FAKE_BINDINGS)
+    out = subprocess.run(
+        [sys.executable, "-c", LAZY_PROBE, str(tmp_path / "state")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "after construction: False",
+        "after the first schedd call: True",
+    ]
+
+
+def test_missing_bindings_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "htcondor2", None)  # import htcondor2 fails
+    with pytest.raises(BackendUnavailable) as err:
+        BindingsSchedd()
+    assert "pip install 'interlink[htcondor]'" in err.value.message
 
 
 def test_ping_reports_capacity(tmp_path: Path) -> None:
