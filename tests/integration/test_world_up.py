@@ -17,12 +17,39 @@ from tests.helpers.world import INTERLINK, REPO
 
 pytestmark = pytest.mark.integration
 NODES = Path("~/.local/state/interlink-world/nodes").expanduser()
+NODES_UP = ("world-local", "world-slurm")
 
 
 def world(action: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(REPO / "tests/world" / action)], capture_output=True, text=True, timeout=600
     )
+
+
+K8S_STATE = Path("~/.local/state/interlink-world/k8s").expanduser()
+DAEMONS = {  # pid file -> what runs
+    **{NODES / n / f"{d}.pid": f"{d} of {n}" for n in NODES_UP for d in ("plugin", "api", "vk")},
+    **{
+        K8S_STATE / f"{d}.pid": d
+        for d in ("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager")
+    },
+    Path("/run/munge/munged.pid"): "munged",
+    Path("/run/slurmctld.pid"): "slurmctld",
+    Path("/run/slurmd.pid"): "slurmd",
+}
+
+
+def world_processes() -> dict[str, tuple[int, str]]:
+    """Each daemon of the world: its pid and its start time (so a pid reused by a new
+    process differs too); every one must be running."""
+    found = {}
+    for pidfile, what in DAEMONS.items():
+        pid = int(pidfile.read_text().strip())
+        stat = Path(f"/proc/{pid}/stat").read_text()  # FileNotFoundError: not running
+        fields = stat.rsplit(")", 1)[1].split()
+        assert fields[0] != "Z", f"{what} (pid {pid}) has ended"
+        found[what] = (pid, fields[19])  # field 22 of stat: start time
+    return found
 
 
 def run_pod(k8s: K8sInfo, node: str, ns: str) -> dict[str, object]:
@@ -73,8 +100,10 @@ def test_world_up_gives_two_ready_virtual_nodes_that_run_pods(
         )
         for node in ("world-local", "world-slurm"):
             assert f"ok    virtual node {node} is Ready" in doctor.stdout, doctor.stdout
+        before = world_processes()
         again = world("up")  # idempotent: nothing restarted
         assert again.returncode == 0, again.stderr
+        assert world_processes() == before
     finally:
         kubectl(k8s, "delete", "namespace", ns, "--wait=false")
         if not was_up:
