@@ -124,10 +124,19 @@ async def until_listening(ip: str, port: int, server: asyncio.Task[None]) -> Non
 
 
 def helm_role_kubeconfig(k8s: K8sInfo, dest: Path) -> Path:
-    """A kubeconfig for the ServiceAccount of the Helm chart's RBAC (helm/interlink-vk/rbac.yaml,
-    applied as it is), so the VK runs with exactly the rights the chart grants."""
+    """A kubeconfig for the ServiceAccount of the Helm chart's RBAC (its ServiceAccount and
+    templates/rbac.yaml, rendered by ``helm template`` as release ``interlink-vk`` in namespace
+    ``interlink``), so the VK runs with exactly the rights the chart grants."""
+    from tests.helpers.helm import template  # builds helm on first use (cached)
+
     kubectl(k8s, "create", "namespace", "interlink")  # exists already on a second call
-    out = kubectl(k8s, "apply", "-f", str(REPO / "helm/interlink-vk/rbac.yaml"))
+    rendered = template(
+        "--show-only", "templates/serviceaccount.yaml", "--show-only", "templates/rbac.yaml",
+        "--set", "edge.url=https://edge.invalid,edge.credentials.token=unused",
+        release="interlink-vk", namespace="interlink", chart=REPO / "helm/interlink-vk",
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    out = kubectl(k8s, "apply", "-f", "-", input=rendered.stdout)
     assert out.returncode == 0, out.stderr
     token = kubectl(k8s, "create", "token", "interlink-vk", "-n", "interlink", "--duration=2h")
     assert token.returncode == 0, token.stderr

@@ -104,6 +104,12 @@ class VKConfig(StrictModel):
     kubeconfig: Path | None = Field(
         default=None, description="Kubeconfig file; default: in-cluster or ~/.kube/config."
     )
+    service_account_dir: Path | None = Field(
+        default=None,
+        description="Talk to Kubernetes as the pod's service account only: the token, ca.crt "
+        "and namespace in this directory and the apiserver at $KUBERNETES_SERVICE_HOST:"
+        "$KUBERNETES_SERVICE_PORT, never a kubeconfig (what the Helm chart sets).",
+    )
     edge: EdgeConfig
     labels: dict[str, str] = Field(default_factory=dict)
     taints: list[Taint] = Field(default_factory=list)
@@ -167,3 +173,9 @@ class VKConfig(StrictModel):
     ping_interval_seconds: float = Field(default=10.0, gt=0)
     lease_duration_seconds: int = Field(default=40, ge=10)
     create_concurrency: int = Field(default=16, ge=1)
+
+    @model_validator(mode="after")
+    def _one_kube_identity(self) -> VKConfig:
+        if self.kubeconfig is not None and self.service_account_dir is not None:
+            raise ValueError("give only one of kubeconfig, service_account_dir")
+        return self

@@ -6,11 +6,17 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
+import kr8s.asyncio
+
+from interlink_core.errors import ConfigError
 from interlink_core.kube import MERGE_PATCH, KubeJSON, now_rfc3339, status_code
 from interlink_core.models import JSON
 
-__all__ = ["MERGE_PATCH", "Kube", "now_rfc3339", "status_code"]
+from .config import VKConfig
+
+__all__ = ["MERGE_PATCH", "Kube", "kube_api", "now_rfc3339", "status_code"]
 
 log = logging.getLogger("interlink.vk")
 
@@ -88,3 +94,31 @@ class Kube(KubeJSON):
                 meta["name"],
                 exc,
             )
+
+
+# A kubeconfig whose only context names no cluster: kr8s then takes the service account.
+_NO_KUBECONFIG: dict[str, Any] = {
+    "apiVersion": "v1",
+    "kind": "Config",
+    "clusters": [],
+    "users": [],
+    "contexts": [{"name": "in-cluster", "context": {"cluster": "", "user": ""}}],
+    "current-context": "in-cluster",
+}
+
+
+def kube_api_args(config: VKConfig) -> dict[str, Any]:
+    """How to reach Kubernetes, as ``kr8s.asyncio.api`` arguments: the service account of
+    ``service_account_dir`` alone (never ``$KUBECONFIG`` or ``~/.kube/config``), else the
+    kubeconfig, else kr8s's defaults."""
+    if config.service_account_dir is not None:
+        sa = config.service_account_dir.expanduser()
+        if not (sa / "token").is_file():
+            raise ConfigError(f"service_account_dir: {sa} holds no token file")
+        return {"kubeconfig": _NO_KUBECONFIG, "serviceaccount": str(sa)}
+    return {"kubeconfig": str(config.kubeconfig) if config.kubeconfig else None}
+
+
+async def kube_api(config: VKConfig) -> kr8s.asyncio.Api:
+    """The Kubernetes client of :func:`kube_api_args`."""
+    return await kr8s.asyncio.api(**kube_api_args(config))
