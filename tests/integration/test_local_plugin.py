@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,12 @@ def make_pod(
 
 def sh(name: str, script: str, **extra: Any) -> JSONd:
     return {"name": name, "image": "none", "command": ["sh", "-c", script], **extra}
+
+
+def wait_file(path: Path) -> str:
+    """Shell that waits until ``path`` exists (exit 3 after 30 s): a container that goes on
+    only when the test says so."""
+    return f"i=0; while [ ! -e {path} ]; do i=$((i+1)); [ $i -gt 600 ] && exit 3; sleep 0.05; done"
 
 
 async def create(p: Plugin, pod: JSONd, **extra: Any) -> JSONd:
@@ -226,8 +233,8 @@ async def test_failing_init_container_stops_the_pod(plugin: Plugin) -> None:
         init=[sh("bad", "echo broken; exit 2"), sh("never", "echo never")],
     )
     await create(plugin, pod)
-    st = await wait_for(plugin, pod, terminated("bad", "initContainers"))
-    await asyncio.sleep(0.5)
+    await wait_for(plugin, pod, terminated("bad", "initContainers"))
+    await runner_ended(plugin.pods_dir / "init-2")  # nothing can start any more
     st = await status(plugin, pod)
     assert state_of(st, "bad", "initContainers")["terminated"]["exitCode"] == 2
     assert "waiting" in state_of(st, "never", "initContainers")
@@ -309,7 +316,7 @@ async def test_log_options(plugin: Plugin) -> None:
     assert text == "late" and stamp.endswith("Z") and stamp[4] == "-" and "T" in stamp
     since = (await logs(plugin, pod, "main", SinceTime=stamp)).text
     assert since == "late\n"
-    assert (await logs(plugin, pod, "main", SinceSeconds=3600)).text.endswith("late\n")
+    assert (await logs(plugin, pod, "main", SinceSeconds=3600)).text == "1\n2\n3\nerr\nlate\n"
     r = await logs(plugin, pod, "nope")
     assert r.status_code == 404 and "nope" in r.json()["error"]
     r = await logs(plugin, pod, "main", Previous=True)
@@ -317,7 +324,12 @@ async def test_log_options(plugin: Plugin) -> None:
 
 
 async def test_follow_streams_until_the_container_ends(plugin: Plugin) -> None:
-    pod = make_pod("follow-1", [sh("main", "echo one; sleep 0.8; echo two; sleep 0.8; echo three")])
+    """Each line reaches the follower while the container waits for the follower to have seen
+    it (so it cannot have come at the end); the stream ends when the container does."""
+    go = plugin.tmp / "follow-go"
+    go.mkdir()
+    script = f"echo one; {wait_file(go / '1')}; echo two; {wait_file(go / '2')}; echo three"
+    pod = make_pod("follow-1", [sh("main", script)])
     await create(plugin, pod)
     await wait_for(plugin, pod, running("main"))
     meta = pod["metadata"]
@@ -328,28 +340,45 @@ async def test_follow_streams_until_the_container_ends(plugin: Plugin) -> None:
         "ContainerName": "main",
         "Opts": {"Follow": True},
     }
-    t0 = time.monotonic()
-    seen: list[tuple[float, str]] = []
+    text = ""
     async with plugin.client.stream("GET", "/getLogs", json=body) as r:
         assert r.status_code == 200
         async for chunk in r.aiter_text():
-            seen.append((time.monotonic() - t0, chunk))
-    text = "".join(c for _, c in seen)
+            text += chunk
+            for n, line in ((1, "one\n"), (2, "one\ntwo\n")):
+                if text.startswith(line):
+                    (go / str(n)).touch(exist_ok=True)
     assert text == "one\ntwo\nthree\n"
-    first_two = next(t for t, c in seen if "two" in c)
-    assert first_two < 1.5, seen  # streamed as written, not at the end
-    assert seen[-1][0] < 4, seen  # and the stream ended with the container
+    st = await status(plugin, pod)
+    assert state_of(st, "main")["terminated"]["exitCode"] == 0
+
+
+async def runner_ended(pod_dir: Path, timeout: float = 30) -> None:
+    """Wait until the pod's runner process is gone."""
+    pid = int((pod_dir / "runner.pid").read_text())
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        assert time.monotonic() < deadline, f"runner {pid} still runs"
+        await asyncio.sleep(0.05)
+
+
+async def log_has(p: Plugin, pod: JSONd, line: str, timeout: float = 15) -> None:
+    """Wait until the container's log has this line (e.g. a shell saying its trap is set)."""
+    deadline = time.monotonic() + timeout
+    while line not in (await logs(p, pod, "main")).text.splitlines():
+        assert time.monotonic() < deadline, f"no line {line!r} in the log"
+        await asyncio.sleep(0.05)
 
 
 async def test_delete_sends_sigterm(make_plugin: Callable[..., Plugin]) -> None:
     p = make_plugin({"keep_pod_dirs": True})
     script = 'trap "echo got TERM; exit 0" TERM; echo ready; while true; do sleep 0.1; done'
-    pod = make_pod("term-1", [sh("main", script)], grace=10)
+    # a grace period far beyond the client's 30 s timeout: delete returns once the shell
+    # ended on SIGTERM, not when the grace period is over
+    pod = make_pod("term-1", [sh("main", script)], grace=600)
     await create(p, pod)
-    await wait_for(p, pod, running("main"))
-    await asyncio.sleep(0.2)
-    took = await delete(p, pod)
-    assert took < 3
+    await log_has(p, pod, "ready")  # the trap is set
+    await delete(p, pod)
     cdir = p.pods_dir / "term-1" / "containers" / "main"
     assert json.loads((cdir / "exit").read_text())["exitCode"] == 0
     assert "got TERM" in (cdir / "0.log").read_text()
@@ -358,24 +387,31 @@ async def test_delete_sends_sigterm(make_plugin: Callable[..., Plugin]) -> None:
 
 async def test_delete_escalates_to_sigkill(make_plugin: Callable[..., Plugin]) -> None:
     p = make_plugin({"keep_pod_dirs": True})
-    pod = make_pod(
-        "kill-1", [sh("main", 'trap "" TERM; echo ready; while true; do sleep 0.1; done')], grace=1
-    )
+    script = 'trap "echo got TERM" TERM; echo ready; while true; do sleep 0.1; done'
+    pod = make_pod("kill-1", [sh("main", script)], grace=1)
     await create(p, pod)
-    await wait_for(p, pod, running("main"))
-    took = await delete(p, pod)
-    assert 0.9 < took < 4
-    info = json.loads((p.pods_dir / "kill-1" / "containers" / "main" / "exit").read_text())
+    await log_has(p, pod, "ready")  # the trap is set
+    await delete(p, pod)
+    cdir = p.pods_dir / "kill-1" / "containers" / "main"
+    info = json.loads((cdir / "exit").read_text())
     assert (info["exitCode"], info["reason"], info["signal"]) == (137, "Killed", 9)
+    # SIGTERM first (the shell logged it and went on), SIGKILL once the grace period was over
+    stamped = [line.split(" ", 3) for line in (cdir / "0.log").read_text().splitlines()]
+    [term] = [stamp for stamp, _, _, text in stamped if text == "got TERM"]
+    assert info["finishedAt"] - cri_time(term) >= 1 - 0.1  # 0.1: the shell's sleep
     assert find_pod_processes({str(p.pods_dir / "kill-1")}) == []
 
 
 async def test_max_grace_seconds_caps_the_grace_period(make_plugin: Callable[..., Plugin]) -> None:
-    p = make_plugin({"max_grace_seconds": 0.5})
-    pod = make_pod("cap-1", [sh("main", 'trap "" TERM; while true; do sleep 0.1; done')], grace=60)
+    p = make_plugin({"max_grace_seconds": 0.5, "keep_pod_dirs": True})
+    script = 'trap "" TERM; echo ready; while true; do sleep 0.1; done'
+    # 600 s asked for: the delete returns within the client's 30 s timeout only if capped
+    pod = make_pod("cap-1", [sh("main", script)], grace=600)
     await create(p, pod)
-    await wait_for(p, pod, running("main"))
-    assert await delete(p, pod) < 3
+    await log_has(p, pod, "ready")
+    await delete(p, pod)
+    info = json.loads((p.pods_dir / "cap-1" / "containers" / "main" / "exit").read_text())
+    assert (info["exitCode"], info["signal"]) == (137, 9)
 
 
 async def test_create_is_idempotent(plugin: Plugin) -> None:
@@ -395,16 +431,18 @@ async def test_create_is_idempotent(plugin: Plugin) -> None:
     a, b = await asyncio.gather(create(plugin, pod), create(plugin, pod))
     c = await create(plugin, pod)
     assert a == b == c
+    # a create starts its pod's runner before it answers: all there will ever be run now
+    assert len(runners(plugin.pods_dir / "idem-1")) == 1
     await wait_for(plugin, pod, running("main"))
-    await asyncio.sleep(0.3)
     assert (out / "count").read_text() == "started\n"
     assert [d.name for d in plugin.pods_dir.iterdir()] == ["idem-1"]
 
 
 async def test_pods_survive_a_plugin_kill(make_plugin: Callable[..., Plugin]) -> None:
     p = make_plugin()
+    go = p.tmp / "rs-go"  # the long pod goes on only when the test says so
     short = make_pod("rs-short", [sh("main", "echo quick")])
-    long = make_pod("rs-long", [sh("main", "echo a; sleep 2; echo b; exit 4")])
+    long = make_pod("rs-long", [sh("main", f"echo a; {wait_file(go)}; echo b; exit 4")])
     sleeper = make_pod("rs-sleep", [sh("main", "echo zz; exec sleep 30")], grace=1)
     for pod in (short, long, sleeper):
         await create(p, pod)
@@ -424,12 +462,12 @@ async def test_pods_survive_a_plugin_kill(make_plugin: Callable[..., Plugin]) ->
     assert state_of(await status(q, short), "main")["terminated"]["exitCode"] == 0
     assert "running" in state_of(await status(q, long), "main")
     assert (await logs(q, long, "main")).text == "a\n"
+    go.touch()
     st = await wait_for(q, long, terminated("main"))
     assert state_of(st, "main")["terminated"]["exitCode"] == 4
     assert (await logs(q, long, "main")).text == "a\nb\n"
     assert (await logs(q, short, "main")).text == "quick\n"
-    took = await delete(q, sleeper)
-    assert took < 4
+    await delete(q, sleeper)  # grace 1 s: within the client's timeout
     assert not (q.pods_dir / "rs-sleep").exists()
     assert find_pod_processes({str(q.pods_dir / "rs-sleep")}) == []
 
@@ -526,6 +564,27 @@ async def test_pod_whose_directory_is_wiped_is_stopped(plugin: Plugin) -> None:
     while find_pod_processes({str(pod_dir)}) or _alive(runner):
         assert time.monotonic() < deadline, "the orphaned pod still runs"
         await asyncio.sleep(0.1)
+
+
+def runners(pod_dir: Path) -> list[int]:
+    """Pids of the runner processes of this pod directory (what ``ps`` shows)."""
+    wanted = ["-m", "interlink_plugins.local.runner", str(pod_dir)]
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().decode().split("\0")[:-1]
+        except (OSError, UnicodeDecodeError):
+            continue
+        if argv[-3:] == wanted and _alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+def cri_time(stamp: str) -> float:
+    """Seconds since the epoch of a CRI log line's RFC3339 time."""
+    main, _, frac = stamp.rstrip("Z").partition(".")
+    t = datetime.strptime(main, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+    return t + float(f"0.{frac or 0}")
 
 
 def _alive(pid: int) -> bool:
