@@ -649,7 +649,10 @@ def make_app(config: ApiServerConfig) -> Any:
     @app.post("/pinglink", tags=["VK → API server"])
     async def pinglink(request: Request, who: Caller, edge: EdgeDep) -> JSONResponse:
         """Check the whole path to the plugin; answers the plugin's ping (status, capacity)."""
-        answer = await forward(request, edge.plugin.ping(session=request.state.session))
+        answer = await forward(
+            request,
+            edge.plugin.ping(session=request.state.session, headers=plugin_headers(who)),
+        )
         return JSONResponse(dump(answer))
 
     @app.get("/healthz", tags=["operations"])

@@ -156,7 +156,8 @@ def oidc_api(
 def test_plugin_receives_the_callers_tenant_and_subject(
     oidc_api: Service, upstream: Service, issuer: Issuer
 ) -> None:
-    """Every pod call reaches the plugin with ``InterLink-Tenant`` and ``InterLink-Subject``."""
+    """Every call reaches the plugin with ``InterLink-Tenant`` and ``InterLink-Subject``
+    (pod calls and the ping)."""
     wire = Wire(oidc_api.url, token=issuer.user_token("alice"))
     pod = make_pod("headers", "echo hello")
     start = len(requests_seen(upstream))
@@ -166,6 +167,11 @@ def test_plugin_receives_the_callers_tenant_and_subject(
     assert wire.call("DELETE", "/delete", pod).status_code == 200
     seen = [r for r in requests_seen(upstream)[start:] if r["path"] != "/healthz"]
     assert {r["path"] for r in seen} == {"/create", "/status", "/getLogs", "/delete"}
+    mark = len(requests_seen(upstream))
+    assert ping(oidc_api, issuer.user_token("alice")).status_code == 200
+    pinged = [r for r in requests_seen(upstream)[mark:] if r["path"] != "/healthz"]
+    assert [r["path"] for r in pinged] == ["/status"]  # the ping: a /status call with []
+    seen += pinged
     for request in seen:
         assert request["InterLink-Tenant"] == "default", request
         assert request["InterLink-Subject"] == "alice", request
