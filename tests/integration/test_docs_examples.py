@@ -9,11 +9,12 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from interlink_core.client import InterLinkClient, static_token
-from interlink_core.models import LogStruct, PodCreateRequests
+from interlink_core.models import LogStruct, PodCreateRequests, PodStatus
 from tests.helpers.world import REPO, start_api, stop, wait_ready
 
 pytestmark = pytest.mark.integration
@@ -21,6 +22,18 @@ pytestmark = pytest.mark.integration
 
 def python_blocks(doc: Path) -> list[str]:
     return re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
+
+
+async def ended(edge: InterLinkClient, pod: dict[str, Any], timeout: float = 30) -> PodStatus:
+    """Wait until the pod's container terminated; its status."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        [s] = await edge.status([pod])
+        if "terminated" in s.containers[0]["state"]:
+            return s
+        assert loop.time() < deadline, f"the container never ended: {s}"
+        await asyncio.sleep(0.1)
 
 
 async def test_plugin_sdk_example_runs_behind_the_api_server(tmp_path: Path) -> None:
@@ -50,8 +63,7 @@ async def test_plugin_sdk_example_runs_behind_the_api_server(tmp_path: Path) -> 
                 assert created.PodJID.startswith("timer-")
                 [s] = await edge.status([pod])
                 assert "running" in s.containers[0]["state"]
-                await asyncio.sleep(1.1)
-                [s] = await edge.status([pod])
+                s = await ended(edge, pod)  # the example's jobs take a second
                 assert s.containers[0]["state"]["terminated"]["reason"] == "Completed"
                 req = LogStruct(
                     Namespace="d", PodUID=pod["metadata"]["uid"], PodName="t", ContainerName="main"
