@@ -1,0 +1,235 @@
+"""The interlink-vk Helm chart installed for real into the test world's control plane.
+
+There is no container runtime here: the chart's VK pod is sent to a virtual node backed by the
+`local` plugin (the "real node"), which runs its container's command, the repository's
+`interlink`, as a host process. The pod's service-account volume, ConfigMap and Secret become
+files there and their mount paths in the command line are rewritten (docs/plugins/local.md);
+the apiserver is reached at its loopback address (values `kubernetesAPI`), as there is no
+kube-proxy for the `kubernetes` Service. The chart's VK then serves a node of its own backed by
+the real SLURM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from interlink_vk.config import JOB_ID_ANNOTATION, VK_TAINT_KEY
+from tests.helpers.helm import CHART, helm
+from tests.helpers.k8s import K8sInfo, kubectl
+from tests.helpers.slurm import SlurmInfo, squeue_field, wait_finished
+from tests.helpers.vk import RunningVK, approve_csr, local_vk
+from tests.helpers.world import INTERLINK, start_api, start_plugin
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "helm-edge-dev-token"
+
+
+async def kc(k8s: K8sInfo, *args: str, input: str | None = None) -> Any:
+    """kubectl off the event loop (the real node's VK answers in this loop); JSON if asked."""
+    out = await asyncio.to_thread(kubectl, k8s, *args, input=input)
+    if "-o" in args and "json" in args:
+        return json.loads(out.stdout) if out.returncode == 0 else None
+    return out
+
+
+async def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90) -> Any:
+    """Poll the coroutine function ``probe`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"never happened within {timeout} s: {what} (last: {last!r})")
+
+
+async def run_helm(k8s: K8sInfo, *args: str) -> str:
+    out = await asyncio.to_thread(helm, *args, timeout=360, kubeconfig=k8s.kubeconfig)
+    assert out.returncode == 0, f"helm {' '.join(args)}:\n{out.stdout}\n{out.stderr}"
+    return out.stdout
+
+
+@asynccontextmanager
+async def slurm_edge(root: Path, slurm: SlurmInfo) -> AsyncIterator[str]:
+    """The SLURM plugin (host runtime) behind an API server with a development token."""
+    plugin = start_plugin(
+        root / "plugin", "slurm", config={"runtime": "host", "partition": slurm.partition}
+    )
+    api = start_api(
+        root / "api", {"plugin": {"url": plugin.url}, "auth": {"insecure_dev_token": TOKEN}}
+    )
+    try:
+        yield api.url
+    finally:
+        api.stop()
+        plugin.stop()
+
+
+def chart_values(k8s: K8sInfo, real: RunningVK, node: str, edge_url: str, stage: str) -> str:
+    """Values a site admin would write, plus where this world's VK pod runs and how it reaches
+    the apiserver."""
+    server = urlsplit(k8s.server)
+    values = {
+        "node": {"name": node, "labels": {"stage": stage}},
+        "edge": {"url": edge_url, "auth": "token", "credentials": {"token": TOKEN}},
+        "settings": {"status_interval_seconds": 1, "ping_interval_seconds": 1},
+        "command": [*INTERLINK],
+        "kubernetesAPI": {"host": server.hostname, "port": server.port},
+        "nodeSelector": {"kubernetes.io/hostname": real.node},
+        "tolerations": [{"key": VK_TAINT_KEY, "operator": "Exists"}],
+        "removeNodeOnUninstall": {"timeoutSeconds": 120},
+    }
+    return yaml.safe_dump(values)
+
+
+async def vk_pod(k8s: K8sInfo, ns: str) -> dict[str, Any] | None:
+    """The chart's running VK pod (not one being deleted), if any."""
+    pods = await kc(
+        k8s, "get", "pods", "-n", ns, "-l", "app.kubernetes.io/component=virtual-kubelet",
+        "-o", "json",
+    )  # fmt: skip
+    live = [
+        p for p in (pods or {"items": []})["items"]
+        if not p["metadata"].get("deletionTimestamp") and p["status"].get("phase") == "Running"
+    ]  # fmt: skip
+    return live[0] if len(live) == 1 else None
+
+
+async def ready_node(k8s: K8sInfo, node: str) -> dict[str, Any] | None:
+    obj = await kc(k8s, "get", "node", node, "-o", "json")
+    if obj is None:
+        return None
+    ready = [c for c in obj["status"].get("conditions", []) if c["type"] == "Ready"]
+    return obj if ready and ready[0]["status"] == "True" else None
+
+
+def internal_ip(node: dict[str, Any]) -> str:
+    return str(next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"))
+
+
+def job_pod(node: str, ns: str) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "job", "namespace": ns},
+            "spec": {
+                "nodeSelector": {"kubernetes.io/hostname": node},
+                "tolerations": [{"key": VK_TAINT_KEY, "operator": "Exists"}],
+                "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 1,
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "busybox",
+                        "command": ["sh", "-c", "echo hello from slurm; sleep 600"],
+                    }
+                ],
+            },
+        }
+    )
+
+
+async def logs_say_hello(k8s: K8sInfo, ns: str) -> bool:
+    out = await kc(k8s, "logs", "job", "-n", ns)
+    return bool(out.returncode == 0 and out.stdout == "hello from slurm\n")
+
+
+async def test_install_upgrade_uninstall(k8s: K8sInfo, slurm: SlurmInfo, tmp_path: Path) -> None:
+    release = f"vkh-{uuid.uuid4().hex[:5]}"
+    ns = f"t-{release}"
+    node = f"vk-{release}"
+    values = tmp_path / "values.yaml"
+    stop = asyncio.Event()
+    approver = asyncio.create_task(approve_csr(k8s, node, stop))
+    try:
+        async with (
+            local_vk(k8s, tmp_path / "real", "vk-real") as (real, _),
+            slurm_edge(tmp_path / "slurm", slurm) as edge_url,
+        ):
+            await kc(k8s, "create", "namespace", ns)
+            values.write_text(chart_values(k8s, real, node, edge_url, stage="one"))
+            notes = await run_helm(k8s, "install", release, str(CHART), "-n", ns, "-f", str(values))
+            assert f"kubectl get node {node}" in notes
+            assert f"kubectl get csr -l interlink.eu/node={node}" in notes
+
+            # The VK pod runs on the real node and registers its own node, Ready, at its pod IP.
+            first = await wait_for("the VK pod runs", lambda: vk_pod(k8s, ns), timeout=120)
+            assert first["spec"]["nodeName"] == real.node
+            registered: dict[str, Any] = await wait_for(
+                "the chart's node is Ready", lambda: ready_node(k8s, node)
+            )
+            assert internal_ip(registered) == first["status"]["podIP"]
+            assert registered["metadata"]["labels"]["stage"] == "one"
+
+            # A pod on that node runs through the SLURM edge; its logs come through the chart's VK.
+            await kc(k8s, "apply", "-f", "-", input=job_pod(node, ns))
+
+            async def running() -> dict[str, Any] | None:
+                pod = await kc(k8s, "get", "pod", "job", "-n", ns, "-o", "json")
+                ok = pod and pod["status"].get("phase") == "Running"
+                return (
+                    pod
+                    if ok and pod["metadata"].get("annotations", {}).get(JOB_ID_ANNOTATION)
+                    else None
+                )
+
+            pod = await wait_for("the pod runs on SLURM", running, timeout=120)
+            job = pod["metadata"]["annotations"][JOB_ID_ANNOTATION]
+            assert squeue_field(job, "%T") == "RUNNING"
+            await wait_for("kubectl logs through the chart's VK", lambda: logs_say_hello(k8s, ns))
+
+            # helm upgrade with another label: a new VK pod, the same pod and job, re-adopted.
+            values.write_text(chart_values(k8s, real, node, edge_url, stage="two"))
+            await run_helm(k8s, "upgrade", release, str(CHART), "-n", ns, "-f", str(values))
+
+            async def new_vk() -> dict[str, Any] | None:
+                pod = await vk_pod(k8s, ns)
+                return pod if pod and pod["metadata"]["uid"] != first["metadata"]["uid"] else None
+
+            second = await wait_for("a new VK pod runs", new_vk, timeout=120)
+
+            async def relabelled() -> dict[str, Any] | None:
+                obj = await ready_node(k8s, node)
+                if obj is None or obj["metadata"]["labels"].get("stage") != "two":
+                    return None
+                return obj if internal_ip(obj) == second["status"]["podIP"] else None
+
+            await wait_for("the node is relabelled by the new VK", relabelled)
+            after = await kc(k8s, "get", "pod", "job", "-n", ns, "-o", "json")
+            assert after["metadata"]["uid"] == pod["metadata"]["uid"]
+            assert after["metadata"]["annotations"][JOB_ID_ANNOTATION] == job
+            assert after["status"]["phase"] == "Running"
+            assert squeue_field(job, "%T") == "RUNNING"
+            await wait_for("kubectl logs through the new VK", lambda: logs_say_hello(k8s, ns))
+
+            # helm uninstall: the pod and its job are deleted, then the VK, then the node.
+            await run_helm(k8s, "uninstall", release, "-n", ns, "--wait", "--timeout", "5m")
+            assert await kc(k8s, "get", "node", node, "-o", "json") is None
+            assert await kc(k8s, "get", "pod", "job", "-n", ns, "-o", "json") is None
+            assert wait_finished([job]) == {job: "CANCELLED"}
+            assert (
+                await kc(k8s, "get", "clusterrole", f"{release}-interlink-vk", "-o", "json") is None
+            )
+            left = await kc(k8s, "get", "pods", "-n", ns, "-o", "json")
+            assert left["items"] == []
+    finally:
+        stop.set()
+        await approver
+        await asyncio.to_thread(
+            helm, "uninstall", release, "-n", ns, "--no-hooks", kubeconfig=k8s.kubeconfig
+        )
+        await kc(k8s, "delete", "namespace", ns, "--wait=false")
+        await kc(k8s, "delete", "node", node, "--ignore-not-found")
