@@ -337,7 +337,7 @@ async def test_edge_taints_are_applied_and_foreign_taints_kept(
             cpu="64",
             memory="256Gi",
             pods="50",
-            accelerators=[Accelerator(resourceType="nvidia.com/gpu", available=8)],
+            accelerators=[Accelerator(resourceType="nvidia.com/gpu", available="8")],
         ),
         taints=[{"key": "site.example/maintenance", "value": "soon", "effect": "NoSchedule"}],
     )
