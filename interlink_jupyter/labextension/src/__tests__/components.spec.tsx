@@ -4,6 +4,7 @@ import React from 'react';
 import { ClusterActions } from '../components/actions';
 import { NodesSection } from '../components/NodesSection';
 import { Sidebar } from '../components/Sidebar';
+import { ClusterCard } from '../components/ClusterCard';
 import { WorkerBar } from '../components/WorkerBar';
 import { ApiError } from '../errors';
 import { EMPTY_STATE } from '../model';
@@ -355,5 +356,48 @@ describe('Sidebar', () => {
     expect(
       screen.getByTestId('interlink-new-name').getAttribute('aria-invalid')
     ).toBe('false');
+  });
+});
+
+describe('ClusterCard inputs', () => {
+  const card = (
+    summary: ReturnType<typeof cluster>,
+    acts: ClusterActions
+  ): JSX.Element => (
+    <ClusterCard
+      cluster={summary}
+      rows={undefined}
+      rowsOpen={false}
+      now={NOW}
+      actions={acts}
+    />
+  );
+  const value = (id: string): string =>
+    (screen.getByTestId(id) as HTMLInputElement).value;
+
+  it('follow the cluster until the user types, then keep the typed value until it is sent', async () => {
+    const acts = actions();
+    const { rerender } = render(card(cluster('c3'), acts));
+    expect(value('interlink-scale-input-c3')).toBe('0');
+    // scaled elsewhere (a notebook): two pods of two processes
+    rerender(card(cluster('c3', { pods: 2, processes: 2 }), acts));
+    expect(value('interlink-scale-input-c3')).toBe('4');
+    rerender(
+      card(cluster('c3', { pods: 2, adapt: { minimum: 1, maximum: 6 } }), acts)
+    );
+    expect(value('interlink-adapt-min-c3')).toBe('1');
+    expect(value('interlink-adapt-max-c3')).toBe('6');
+
+    fireEvent.change(screen.getByTestId('interlink-scale-input-c3'), {
+      target: { value: '7' }
+    });
+    rerender(card(cluster('c3', { pods: 3 }), acts)); // a change does not erase typing
+    expect(value('interlink-scale-input-c3')).toBe('7');
+    await act(async () => {
+      fireEvent.click(screen.getByTestId('interlink-scale-button-c3'));
+    });
+    expect(acts.scale).toHaveBeenCalledWith('c3', 7);
+    rerender(card(cluster('c3', { pods: 5 }), acts)); // sent: following again
+    expect(value('interlink-scale-input-c3')).toBe('5');
   });
 });

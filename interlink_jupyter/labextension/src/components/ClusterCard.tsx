@@ -17,15 +17,19 @@ export function ClusterCard(props: {
 }): JSX.Element {
   const { cluster, rows, rowsOpen, now, actions } = props;
   const name = cluster.name;
-  const [workers, setWorkers] = useState(
-    String(cluster.pods * Math.max(cluster.processes, 1))
-  );
-  const [minimum, setMinimum] = useState(String(cluster.adapt?.minimum ?? 0));
-  const [maximum, setMaximum] = useState(
-    cluster.adapt?.maximum === null || cluster.adapt?.maximum === undefined
+  // The inputs show the cluster as it is (worker processes asked for, adaptive bounds) and
+  // follow it, until the user types: then they keep what was typed until it is submitted.
+  const [workerDraft, setWorkers] = useState<string | null>(null);
+  const [minimumDraft, setMinimum] = useState<string | null>(null);
+  const [maximumDraft, setMaximum] = useState<string | null>(null);
+  const workers =
+    workerDraft ?? String(cluster.pods * Math.max(cluster.processes, 1));
+  const minimum = minimumDraft ?? String(cluster.adapt?.minimum ?? 0);
+  const maximum =
+    maximumDraft ??
+    (cluster.adapt?.maximum === null || cluster.adapt?.maximum === undefined
       ? ''
-      : String(cluster.adapt.maximum)
-  );
+      : String(cluster.adapt.maximum));
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState('');
 
@@ -34,6 +38,9 @@ export function ClusterCard(props: {
     setError('');
     try {
       await action();
+      setWorkers(null);
+      setMinimum(null);
+      setMaximum(null);
     } catch (e) {
       setError(errorText(e));
     } finally {

@@ -3,7 +3,9 @@ import React from 'react';
 import { formatAge } from '../format';
 import { WorkerRow } from '../types';
 
-/** The worker pods of one cluster, with a "Logs" button per pod. */
+/** The worker pods of one cluster, two short lines each so that they fit a narrow sidebar:
+ * the pod, its state and a "Logs" button; then its job id, node, age, restarts and the
+ * batch system's reason. */
 export function WorkerTable(props: {
   cluster: string;
   rows: WorkerRow[] | undefined;
@@ -18,75 +20,64 @@ export function WorkerTable(props: {
     return <p className="jp-InterLink-muted">No worker pods.</p>;
   }
   return (
-    <div className="jp-InterLink-tableWrap">
-      <table
-        className="jp-InterLink-table"
-        data-testid={`interlink-table-${cluster}`}
-      >
-        <caption className="jp-InterLink-srOnly">
-          Worker pods of {cluster}
-        </caption>
-        <thead>
-          <tr>
-            <th scope="col">Pod</th>
-            <th scope="col">State</th>
-            <th scope="col">Reason</th>
-            <th scope="col">Job</th>
-            <th scope="col">Node</th>
-            <th scope="col">Age</th>
-            <th scope="col" title="Restarts">
-              ↻
-            </th>
-            <th scope="col">
-              <span className="jp-InterLink-srOnly">Logs</span>
-            </th>
-          </tr>
-        </thead>
-        <tbody>
-          {rows.map(row => (
-            <tr key={row.pod} data-testid={`interlink-row-${row.pod}`}>
-              <td className="jp-InterLink-pod" title={row.pod}>
-                {shortPod(row.pod, cluster)}
-              </td>
-              <td>
-                <span
-                  className={`jp-InterLink-badge jp-InterLink-state-${row.state}`}
-                  data-testid={`interlink-row-state-${row.pod}`}
-                >
-                  {row.state}
-                </span>
-              </td>
-              <td
-                title={row.reason}
-                data-testid={`interlink-row-reason-${row.pod}`}
-              >
-                {row.reason}
-              </td>
-              <td
-                title={row.job_id}
-                data-testid={`interlink-row-job-${row.pod}`}
-              >
-                {row.job_id}
-              </td>
-              <td title={row.node}>{row.node}</td>
-              <td>{formatAge(row.created, now)}</td>
-              <td>{row.restarts}</td>
-              <td>
-                <button
-                  type="button"
-                  className="jp-InterLink-button jp-InterLink-small"
-                  aria-label={`Logs of ${row.pod}`}
-                  data-testid={`interlink-logs-${row.pod}`}
-                  onClick={() => onLogs(row.pod)}
-                >
-                  Logs
-                </button>
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <ul
+      className="jp-InterLink-workers"
+      aria-label={`Worker pods of ${cluster}`}
+      data-testid={`interlink-table-${cluster}`}
+    >
+      {rows.map(row => (
+        <li
+          key={row.pod}
+          className="jp-InterLink-worker"
+          data-testid={`interlink-row-${row.pod}`}
+        >
+          <div className="jp-InterLink-row">
+            <span className="jp-InterLink-pod" title={row.pod}>
+              {shortPod(row.pod, cluster)}
+            </span>
+            <span
+              className={`jp-InterLink-badge jp-InterLink-state-${row.state}`}
+              data-testid={`interlink-row-state-${row.pod}`}
+            >
+              {row.state}
+            </span>
+            <button
+              type="button"
+              className="jp-InterLink-button jp-InterLink-small"
+              aria-label={`Logs of ${row.pod}`}
+              data-testid={`interlink-logs-${row.pod}`}
+              onClick={() => onLogs(row.pod)}
+            >
+              Logs
+            </button>
+          </div>
+          <div className="jp-InterLink-workerMeta">
+            <span title="Batch job id">
+              job{' '}
+              <span data-testid={`interlink-row-job-${row.pod}`}>
+                {row.job_id || '–'}
+              </span>
+            </span>
+            {row.node ? <span title="Node">{row.node}</span> : null}
+            {row.created ? (
+              <span title="Age">{formatAge(row.created, now)}</span>
+            ) : null}
+            {row.restarts ? (
+              <span title="Restarts">↻ {row.restarts}</span>
+            ) : null}
+          </div>
+          {row.reason ? (
+            <div
+              className="jp-InterLink-workerReason"
+              title={row.reason}
+              data-testid={`interlink-row-reason-${row.pod}`}
+            >
+              {row.reason}
+            </div>
+          ) : null}
+        </li>
+      ))}
+    </ul>
   );
 }
 
