@@ -4,8 +4,9 @@ run as a process of its own: ``python -m tests.helpers.upstream_standin --socket
 - ``/status`` answers from a cache refreshed every ``--cache-seconds``: a pod created since the
   last refresh is left out, and no statuses at all is ``null`` (a Go nil slice);
 - the ping (``/status`` with ``[]``) gives quantities as strings and no taints;
-- ``/create`` answers 201 with a list; ``/delete`` is a POST and is recorded, one JSON line per
-  call, in the ``--record`` file (what the tests count);
+- ``/create`` answers 200 with one ``CreateStruct`` (upstream's API server refuses anything but
+  200 from a plugin); ``/delete`` is a POST and is recorded, one JSON line per call, in the
+  ``--record`` file (what the tests count);
 - no ``/updateVolumes`` and no ``/updateCache``: Go's "404 page not found";
 - a job "runs" ``--run-seconds`` (or its pod's annotation ``standin/run-seconds``) and exits
   with the annotation ``standin/exit-code`` (0 by default).
@@ -107,7 +108,7 @@ class StandIn:
                 float(ann.get("standin/run-seconds", self.run_seconds)),
                 int(ann.get("standin/exit-code", 0)),
             )
-        return JSONResponse([{"PodUID": uid, "PodJID": self.jobs[uid].jid}], status_code=201)
+        return JSONResponse({"PodUID": uid, "PodJID": self.jobs[uid].jid})
 
     async def status(self, request: Request) -> Response:
         pods = json.loads(await request.body() or b"[]")

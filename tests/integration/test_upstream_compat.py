@@ -136,6 +136,12 @@ async def test_every_pod_removed_gets_one_delete_at_the_edge_whatever_its_phase(
             assert deletes_of(record, uid) == 1, name
         await asyncio.sleep(3)  # six status cycles: no second delete for any of them
         assert [deletes_of(record, u) for u in uids.values()] == [1, 1, 1]
+        # nothing is owed any more: the node's list is gone
+        for _ in range(50):
+            if OWED not in node_annotations(vk.k8s, vk.node):
+                break
+            await asyncio.sleep(0.3)
+        assert OWED not in node_annotations(vk.k8s, vk.node)
 
 
 def node_annotations(k8s: K8sInfo, node: str) -> dict[str, str]:

@@ -140,9 +140,9 @@ class OwedDeletes:
             size += len(entry)
         value = json.dumps(rows, separators=(",", ":")) if rows else None
         body = {"metadata": {"annotations": {OWED_DELETES_ANNOTATION: value}}}
+        self._dirty = False  # a change made while this is written is written next time
         try:
             await self.kube.call("PATCH", f"nodes/{self.node}", body=body, headers=MERGE_PATCH)
         except Exception as exc:  # retried at the next cycle
+            self._dirty = True
             log.warning("owed deletes not written to node %s: %s", self.node, exc)
-            return
-        self._dirty = False
