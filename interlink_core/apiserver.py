@@ -473,14 +473,15 @@ def make_app(config: ApiServerConfig) -> Any:
         return {TENANT_HEADER: who.tenant, SUBJECT_HEADER: who.subject}
 
     async def forward(request: Request, call: Awaitable[Any]) -> Any:
-        """Await a plugin call; plugin failures become 502 and are counted."""
+        """Await a plugin call; plugin failures become 502 and are counted (the plugin's own
+        refusal, 4xx, or "cannot", 501, goes to the caller as it is: not a failure)."""
         try:
             return await call
         except (RemoteError, BackendUnavailable) as exc:
+            if isinstance(exc, RemoteError) and is_final(exc.status_code):
+                raise
             route = request.url.path if request.url.path in _ROUTES else "other"
             metrics.plugin_errors.labels(route).inc()
-            if isinstance(exc, RemoteError) and is_final(exc.status_code):
-                raise  # the plugin's own refusal (4xx) or "cannot" (501) goes to the caller
             raise BackendUnavailable(f"the plugin failed: {exc.message}", 502) from None
 
     def owned_or_refuse(edge: Edge, who: Identity, uids: list[str]) -> dict[str, Any]:

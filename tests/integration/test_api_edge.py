@@ -452,6 +452,21 @@ async def test_metrics_count_requests_pods_and_plugin_errors(
             assert pods_gauge(samples) == {"pending": 1, "running": 1, "succeeded": 0, "failed": 0}
             assert value(samples, requests, route="/delete", code="200") == 2
 
+            # the plugin refusing a request (no such container) is its answer, not an error
+            meta = pods["running"]["metadata"]
+            no_such = LogStruct(
+                Namespace=meta["namespace"],
+                PodUID=meta["uid"],
+                PodName=meta["name"],
+                ContainerName="no-such-container",
+            )
+            with pytest.raises(RemoteError) as refused:
+                await vk.logs(no_such)
+            assert refused.value.status_code == 404, refused.value
+            samples = scrape(api)
+            assert value(samples, requests, route="/getLogs", code="404") == 1
+            assert value(samples, "interlink_api_plugin_errors_total", route="/getLogs") == 0
+
             plugin.stop(signal.SIGKILL)
             with pytest.raises(RemoteError) as err:
                 await vk.status([pods["running"]])
