@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import yaml
 
@@ -27,7 +29,7 @@ from interlink_vk.config import JOB_ID_ANNOTATION, VK_TAINT_KEY
 from tests.helpers.helm import CHART, helm
 from tests.helpers.k8s import K8sInfo, kubectl
 from tests.helpers.slurm import SlurmInfo, squeue_field, wait_finished
-from tests.helpers.vk import RunningVK, approve_csr, local_vk
+from tests.helpers.vk import RunningVK, approve_csr, running_vk
 from tests.helpers.world import INTERLINK, start_api, start_plugin
 
 pytestmark = pytest.mark.integration
@@ -59,6 +61,24 @@ async def run_helm(k8s: K8sInfo, *args: str) -> str:
     out = await asyncio.to_thread(helm, *args, timeout=360, kubeconfig=k8s.kubeconfig)
     assert out.returncode == 0, f"helm {' '.join(args)}:\n{out.stdout}\n{out.stderr}"
     return out.stdout
+
+
+@asynccontextmanager
+async def real_node(k8s: K8sInfo, root: Path) -> AsyncIterator[RunningVK]:
+    """The world's stand-in for a real node: a VK backed by the local plugin, whose pod IPs come
+    from a loopback /16 of its own (a VK pod binds its kubelet port there; other tests on this
+    host give their local pods 127.1.x.x, the plugin's default)."""
+    ip_range = f"127.{random.randint(50, 250)}.0.0/16"
+    plugin = start_plugin(root / "plugin", "local", config={"ip_range": ip_range})
+    api = start_api(
+        root / "api", {"plugin": {"url": plugin.url}, "auth": {"insecure_dev_token": TOKEN}}
+    )
+    try:
+        async with running_vk(k8s, api.url, TOKEN, root / "vk", "vk-real") as vk:
+            yield vk
+    finally:
+        api.stop()
+        plugin.stop()
 
 
 @asynccontextmanager
@@ -115,6 +135,16 @@ async def ready_node(k8s: K8sInfo, node: str) -> dict[str, Any] | None:
     return obj if ready and ready[0]["status"] == "True" else None
 
 
+async def probe_healthz(ip: str) -> httpx.Response | None:
+    """``GET https://<pod IP>:10250/healthz``, as the chart's liveness and readiness probes
+    (``None`` while nothing listens)."""
+    async with httpx.AsyncClient(verify=False, timeout=10) as client:
+        try:
+            return await client.get(f"https://{ip}:10250/healthz")
+        except httpx.ConnectError:
+            return None
+
+
 def internal_ip(node: dict[str, Any]) -> str:
     return str(next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"))
 
@@ -156,7 +186,7 @@ async def test_install_upgrade_uninstall(k8s: K8sInfo, slurm: SlurmInfo, tmp_pat
     approver = asyncio.create_task(approve_csr(k8s, node, stop))
     try:
         async with (
-            local_vk(k8s, tmp_path / "real", "vk-real") as (real, _),
+            real_node(k8s, tmp_path / "real") as real,
             slurm_edge(tmp_path / "slurm", slurm) as edge_url,
         ):
             await kc(k8s, "create", "namespace", ns)
@@ -172,6 +202,12 @@ async def test_install_upgrade_uninstall(k8s: K8sInfo, slurm: SlurmInfo, tmp_pat
                 "the chart's node is Ready", lambda: ready_node(k8s, node)
             )
             assert internal_ip(registered) == first["status"]["podIP"]
+            # What the probes ask (a kubelet does not check the certificate of a probe); the
+            # kubelet API listens once its certificate is issued.
+            health = await wait_for(
+                "/healthz answers", lambda: probe_healthz(first["status"]["podIP"])
+            )
+            assert (health.status_code, health.json()) == (200, {"status": "ok"})
             assert registered["metadata"]["labels"]["stage"] == "one"
 
             # A pod on that node runs through the SLURM edge; its logs come through the chart's VK.
