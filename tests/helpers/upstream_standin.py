@@ -3,7 +3,8 @@ run as a process of its own: ``python -m tests.helpers.upstream_standin --socket
 
 - ``/status`` answers from a cache refreshed every ``--cache-seconds``: a pod created since the
   last refresh is left out, and no statuses at all is ``null`` (a Go nil slice);
-- the ping (``/status`` with ``[]``) gives quantities as strings and no taints;
+- the ping (``/status`` with ``[]``) gives quantities as strings (``--gpus`` GPUs) and no
+  taints;
 - ``/create`` answers 200 with one ``CreateStruct`` (upstream's API server refuses anything but
   200 from a plugin); ``/delete`` is a POST and is recorded, one JSON line per call, in the
   ``--record`` file (what the tests count);
@@ -79,7 +80,10 @@ class Job:
 class StandIn:
     """The plugin's state: jobs by pod UID and the status cache."""
 
-    def __init__(self, cache_seconds: float, run_seconds: float, record: Path) -> None:
+    def __init__(
+        self, cache_seconds: float, run_seconds: float, record: Path, gpus: int = 2
+    ) -> None:
+        self.gpus = gpus
         self.cache_seconds = cache_seconds
         self.run_seconds = run_seconds
         self.record = record
@@ -113,16 +117,11 @@ class StandIn:
     async def status(self, request: Request) -> Response:
         pods = json.loads(await request.body() or b"[]")
         if not pods:
-            ping = {
-                "status": "ok",
-                "resources": {
-                    "cpu": "8",
-                    "memory": "16Gi",
-                    "pods": "100",
-                    "accelerators": [{"resourceType": "nvidia.com/gpu", "available": "2"}],
-                },
-            }
-            return JSONResponse(ping)
+            resources: dict[str, Any] = {"cpu": "8", "memory": "16Gi", "pods": "100"}
+            if self.gpus:
+                gpus = {"resourceType": "nvidia.com/gpu", "available": str(self.gpus)}
+                resources["accelerators"] = [gpus]
+            return JSONResponse({"status": "ok", "resources": resources})
         found = [
             self.cache[p["metadata"]["uid"]] for p in pods if p["metadata"]["uid"] in self.cache
         ]
@@ -166,7 +165,7 @@ def make_app(plugin: StandIn) -> Starlette:
 
 
 def start_standin(
-    root: Path, cache_seconds: float = 10.0, run_seconds: float = 2.0
+    root: Path, cache_seconds: float = 10.0, run_seconds: float = 2.0, gpus: int = 2
 ) -> tuple[Service, Path]:
     """The stand-in as a process on a unix socket under ``root``; also the file its deletes
     are recorded in."""
@@ -186,6 +185,8 @@ def start_standin(
             str(cache_seconds),
             "--run-seconds",
             str(run_seconds),
+            "--gpus",
+            str(gpus),
         ],
         cwd=REPO,
         stdout=log.open("ab"),
@@ -209,8 +210,9 @@ def main() -> None:
     p.add_argument("--record", type=Path, required=True)
     p.add_argument("--cache-seconds", type=float, default=10.0)
     p.add_argument("--run-seconds", type=float, default=2.0)
+    p.add_argument("--gpus", type=int, default=2, help="nvidia.com/gpu in the ping (0: none)")
     args = p.parse_args()
-    plugin = StandIn(args.cache_seconds, args.run_seconds, args.record)
+    plugin = StandIn(args.cache_seconds, args.run_seconds, args.record, args.gpus)
     uvicorn.run(make_app(plugin), uds=str(args.socket), log_level="warning")
 
 

@@ -1,6 +1,7 @@
-"""The virtual node against the test world's real control plane and a real embedded edge: the
-Node and its status, the Lease heartbeat, Ready following the edge, and kube-scheduler binding a
-pod to the node."""
+"""The virtual node against the test world's real control plane and real edges (an embedded
+edge, the SLURM plugin, an upstream-style plugin process): the Node and its status, the Lease
+heartbeat, Ready following the edge, taints and capacity from the edge's ping, and
+kube-scheduler binding a pod to the node."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import asyncio
 import itertools
 import json
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,11 +23,13 @@ import pytest
 
 from interlink_core.client import InterLinkClient, Retry, static_token
 from interlink_core.embedded import EmbeddedEdge
-from interlink_core.models import Accelerator, NodeResources, PingAnswer
 from interlink_vk.config import VK_TAINT_KEY, Capacity, EdgeConfig, Taint, VKConfig
 from interlink_vk.metrics import VKMetrics
 from interlink_vk.node import LEASE_NAMESPACE, NodeController
 from tests.helpers.k8s import K8sInfo, kubectl
+from tests.helpers.slurm import SlurmInfo
+from tests.helpers.upstream_standin import start_standin
+from tests.helpers.world import Service, free_port, start_api, start_plugin
 
 pytestmark = pytest.mark.integration
 
@@ -309,96 +314,141 @@ async def test_scheduler_binds_a_pod_and_the_node_stays(k8s: K8sInfo, running: R
         )
 
 
-class ScriptedEdge:
-    """An edge whose ping answer the test sets (the local plugin announces no taints)."""
-
-    def __init__(self) -> None:
-        self.answer = PingAnswer(status="ok")
-
-    async def ping(self) -> PingAnswer:
-        return self.answer
+DEV_TOKEN = "vk-node-dev-token"
 
 
-async def test_edge_taints_are_applied_and_foreign_taints_kept(
-    k8s: K8sInfo, tmp_path: Path
-) -> None:
+@asynccontextmanager
+async def node_on(
+    k8s: K8sInfo, edge_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[Running, NodeController]]:
+    """A NodeController (pinging every 0.3 s) for a fresh node name against ``edge_url``."""
     name = f"vk-test-{uuid.uuid4().hex[:8]}"
     config = VKConfig(
         node_name=name,
-        edge=EdgeConfig(url="http://127.0.0.1:1"),
+        edge=EdgeConfig(url=edge_url, token=DEV_TOKEN),
         ping_interval_seconds=0.3,
         lease_duration_seconds=10,
     )
     api = await kr8s.asyncio.api(kubeconfig=str(k8s.kubeconfig))
-    edge = ScriptedEdge()
-    edge.answer = PingAnswer(
-        status="ok",
-        resources=NodeResources(
-            cpu="64",
-            memory="256Gi",
-            pods="50",
-            accelerators=[Accelerator(resourceType="nvidia.com/gpu", available="8")],
-        ),
-        taints=[{"key": "site.example/maintenance", "value": "soon", "effect": "NoSchedule"}],
+    async with InterLinkClient(edge_url, token=static_token(DEV_TOKEN)) as client:
+        controller = NodeController(api, config, client, metrics=VKMetrics())
+        stop = asyncio.Event()
+        task = asyncio.create_task(controller.run(stop))
+        try:
+            yield (
+                Running(name, api, controller, EmbeddedEdge(state_dir=tmp_path), tmp_path),
+                (controller),
+            )
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            kubectl(k8s, "delete", "node", name, "--ignore-not-found", "--wait=false")
+            kubectl(k8s, "-n", LEASE_NAMESPACE, "delete", "lease", name, "--ignore-not-found")
+
+
+def taint_keys(n: JSON) -> set[str]:
+    return {t["key"] for t in n["spec"].get("taints") or []}
+
+
+def slurm_cpus() -> str:
+    """The CPUs SLURM reports for its nodes, read with sinfo itself."""
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%c"], capture_output=True, text=True)
+    return str(sum(int(x) for x in out.stdout.split()))
+
+
+async def test_the_slurm_plugins_taints_are_applied_and_foreign_taints_kept(
+    k8s: K8sInfo, slurm: SlurmInfo, tmp_path: Path
+) -> None:
+    """A site sets ``taints:`` in the SLURM plugin's configuration and restarts it: the node
+    follows; a taint someone else set stays; the capacity is SLURM's."""
+    maintenance = {"key": "site.example/maintenance", "value": "soon", "effect": "NoSchedule"}
+    settings = {"runtime": "host", "partition": slurm.partition, "max_pods": 50}
+    plugin = start_plugin(tmp_path / "plugin", "slurm", {**settings, "taints": [maintenance]})
+    api = start_api(
+        tmp_path / "api", {"plugin": {"url": plugin.url}, "auth": {"insecure_dev_token": DEV_TOKEN}}
     )
-    controller = NodeController(api, config, edge, metrics=VKMetrics())  # type: ignore[arg-type]
-    stop = asyncio.Event()
-    task = asyncio.create_task(controller.run(stop))
-    run = Running(name, api, controller, EmbeddedEdge(state_dir=tmp_path), tmp_path)
-
-    def taint_keys(n: JSON) -> set[str]:
-        return {t["key"] for t in n["spec"].get("taints") or []}
-
     try:
-        node = await wait_for(
-            "the edge's taint",
-            run.node,
-            lambda n: "site.example/maintenance" in taint_keys(n),
-        )
-        cap = node["status"]["capacity"]
-        assert (cap["cpu"], cap["memory"], cap["pods"], cap["nvidia.com/gpu"]) == (
-            "64",
-            "256Gi",
-            "50",
-            "8",
-        )
-        out = await asyncio.to_thread(
-            kubectl, k8s, "taint", "node", name, "someone.else/taint=x:PreferNoSchedule"
-        )
-        assert out.returncode == 0, out.stderr
-        # An answer without taints leaves the edge's taint on the node (upstream's rule)...
-        edge.answer = PingAnswer(status="ok")
-        registry = controller.metrics.registry
-
-        def pings() -> float:
-            labels = {"operation": "ping", "outcome": "ok"}
-            return registry.get_sample_value("interlink_vk_edge_calls_total", labels) or 0.0
-
-        seen = pings()
-        while pings() < seen + 3:  # three pings answered without taints
-            await asyncio.sleep(0.1)
-        assert "site.example/maintenance" in taint_keys(await run.node() or {})
-        # ... an empty list removes it. The edge drops its taint and its GPUs: both
-        # disappear, the foreign taint stays.
-        edge.answer = PingAnswer(
-            status="ok", resources=NodeResources(cpu="64", memory="256Gi", pods="50"), taints=[]
-        )
-        node = await wait_for(
-            "the edge's taint gone",
-            run.node,
-            lambda n: "site.example/maintenance" not in taint_keys(n),
-        )
-        assert {VK_TAINT_KEY, "someone.else/taint"} <= taint_keys(node)
-        # Config accelerators are none here, so the GPUs the edge no longer offers go away.
-        node = await wait_for(
-            "the GPUs gone",
-            run.node,
-            lambda n: "nvidia.com/gpu" not in n["status"]["capacity"],
-            timeout=5,
-        )
-        assert "nvidia.com/gpu" not in node["status"]["allocatable"]
+        async with node_on(k8s, api.url, tmp_path) as (run, _):
+            node = await wait_for(
+                "the plugin's taint", run.node, lambda n: maintenance["key"] in taint_keys(n)
+            )
+            assert {"key": maintenance["key"], "value": "soon", "effect": "NoSchedule"} in node[
+                "spec"
+            ]["taints"]
+            cap = node["status"]["capacity"]
+            assert (cap["cpu"], cap["pods"]) == (slurm_cpus(), "50")
+            out = await asyncio.to_thread(
+                kubectl, k8s, "taint", "node", run.name, "someone.else/taint=x:PreferNoSchedule"
+            )
+            assert out.returncode == 0, out.stderr
+            # the site drops the taint from the plugin's configuration and restarts it
+            plugin.stop()
+            plugin = start_plugin(tmp_path / "plugin", "slurm", {**settings, "taints": []})
+            node = await wait_for(
+                "the plugin's taint gone",
+                run.node,
+                lambda n: maintenance["key"] not in taint_keys(n),
+                timeout=30,
+            )
+            assert {VK_TAINT_KEY, "someone.else/taint"} <= taint_keys(node)
     finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        kubectl(k8s, "delete", "node", name, "--ignore-not-found", "--wait=false")
-        kubectl(k8s, "-n", LEASE_NAMESPACE, "delete", "lease", name, "--ignore-not-found")
+        api.stop()
+        plugin.stop()
+
+
+async def test_edge_gpus_come_and_go_and_absent_taints_leave_the_node_alone(
+    k8s: K8sInfo, slurm: SlurmInfo, tmp_path: Path
+) -> None:
+    """The site moves its API server from our SLURM plugin (which sets a taint) to an
+    upstream-style plugin (a process speaking upstream's ping: quantities as strings, GPUs, no
+    taints): the GPUs appear in the node's capacity, the taint stays (no taints in a ping
+    means "leave them"), and the GPUs go when the plugin stops offering them."""
+    maintenance = {"key": "site.example/maintenance", "value": "soon", "effect": "NoSchedule"}
+    settings = {"runtime": "host", "partition": slurm.partition, "taints": [maintenance]}
+    slurm_plugin = start_plugin(tmp_path / "plugin", "slurm", settings)
+    port = free_port()
+
+    def api_for(plugin: Service) -> Service:
+        config = {"plugin": {"url": plugin.url}, "auth": {"insecure_dev_token": DEV_TOKEN}}
+        return start_api(tmp_path / "api", config, port=port)
+
+    api = api_for(slurm_plugin)
+    standin: Service | None = None
+    try:
+        async with node_on(k8s, api.url, tmp_path) as (run, _):
+            await wait_for(
+                "the plugin's taint", run.node, lambda n: maintenance["key"] in taint_keys(n)
+            )
+            api.stop()
+            standin, _ = start_standin(tmp_path / "standin", gpus=8)
+            api = api_for(standin)
+            node = await wait_for(
+                "the GPUs",
+                run.node,
+                lambda n: "nvidia.com/gpu" in n["status"]["capacity"],
+                timeout=30,
+            )
+            cap = node["status"]["capacity"]
+            assert (cap["cpu"], cap["memory"], cap["pods"], cap["nvidia.com/gpu"]) == (
+                "8",
+                "16Gi",
+                "100",
+                "8",
+            )
+            assert maintenance["key"] in taint_keys(node)
+            # the plugin is restarted without GPUs: they leave the node, the taint stays
+            standin.stop()
+            standin, _ = start_standin(tmp_path / "standin", gpus=0)
+            node = await wait_for(
+                "the GPUs gone",
+                run.node,
+                lambda n: "nvidia.com/gpu" not in n["status"]["capacity"],
+                timeout=30,
+            )
+            assert "nvidia.com/gpu" not in node["status"]["allocatable"]
+            assert maintenance["key"] in taint_keys(node)
+    finally:
+        api.stop()
+        slurm_plugin.stop()
+        if standin is not None:
+            standin.stop()
