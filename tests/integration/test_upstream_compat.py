@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,9 +21,10 @@ import pytest
 
 from interlink_vk.config import VK_TAINT_KEY
 from tests.helpers.k8s import K8sInfo, kubectl
+from tests.helpers.slurm import SlurmInfo
 from tests.helpers.upstream_standin import deletes_of, start_standin
 from tests.helpers.vk import RunningVK, loopback_ip, running_vk, start_vk_process
-from tests.helpers.world import Service, free_port, start_api, stop
+from tests.helpers.world import Service, free_port, start_api, start_plugin, stop
 
 pytestmark = pytest.mark.integration
 TOKEN = "upstream-compat-dev-token"
@@ -103,6 +106,43 @@ async def test_a_pod_the_edge_forgot_is_lost_only_after_the_grace(
             assert "not even when asked for it alone" in lost["status"]["message"]
             assert "ProviderLost" in events(vk, "long")
     finally:
+        api.stop()
+        plugin.stop()
+
+
+async def test_a_job_the_slurm_plugin_forgot_is_lost_after_the_grace_end_to_end(
+    k8s: K8sInfo, slurm: SlurmInfo, tmp_path: Path
+) -> None:
+    """On the real SLURM: the plugin is restarted without its state (its disk was lost), so
+    it no longer knows the running job; the pod keeps Running through the grace, then is
+    Failed with ProviderLost."""
+    settings = {"runtime": "host", "partition": slurm.partition}
+    plugin = start_plugin(tmp_path / "plugin", "slurm", settings)
+    api = api_for(tmp_path / "api", plugin)
+    job = ""
+    try:
+        async with running_vk(
+            k8s, api.url, TOKEN, tmp_path / "vk", "vk-up", lost_after_seconds=8
+        ) as vk:
+            manifest = vk.pod_manifest(
+                "slurm-long", [{"name": "main", "image": "none", "command": ["sleep", "300"]}]
+            )
+            await vk.kubectl("apply", "-f", "-", input=manifest)
+            running = await vk.wait_pod("slurm-long", lambda p: phase(p) == "Running", 120)
+            job = running["metadata"]["annotations"]["interlink.eu/job-id"]
+            plugin.stop()
+            shutil.rmtree(tmp_path / "plugin" / "state")
+            plugin = start_plugin(tmp_path / "plugin", "slurm", settings)
+            forgotten = time.monotonic()
+            await asyncio.sleep(3)
+            assert phase(await vk.pod("slurm-long") or {}) == "Running"
+            lost = await vk.wait_pod("slurm-long", lambda p: phase(p) == "Failed", timeout=60)
+            assert time.monotonic() - forgotten >= 8
+            assert lost["status"]["reason"] == "ProviderLost"
+            assert f"job {job}" in lost["status"]["message"]
+    finally:
+        if job:
+            subprocess.run(["scancel", job], check=False)
         api.stop()
         plugin.stop()
 
