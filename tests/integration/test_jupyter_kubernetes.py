@@ -121,7 +121,9 @@ async def test_nodes_and_a_held_job_in_the_sidebar(vk: RunningVK, tmp_path: Path
             assert (held["cluster"]["mode"], held["cluster"]["namespace"]) == ("kubernetes", vk.ns)
             nodes = await stream.current_matching(
                 "nodes",
-                lambda m: any(n["name"] == vk.node and n["pods"]["Pending"] >= 1 for n in m["nodes"]),
+                lambda m: any(
+                    n["name"] == vk.node and n["pods"]["Pending"] >= 1 for n in m["nodes"]
+                ),
             )
             assert nodes["problems"] == []
 
