@@ -330,9 +330,8 @@ describe('Sidebar', () => {
     expect(
       (screen.getByTestId('interlink-new-mode') as HTMLSelectElement).value
     ).toBe('direct');
-    expect(
-      (screen.getByTestId('interlink-new-node') as HTMLSelectElement).value
-    ).toBe('vk-slurm');
+    // a node applies to Kubernetes mode only: no node field in direct mode
+    expect(screen.queryByTestId('interlink-new-node')).toBeNull();
     fireEvent.change(screen.getByTestId('interlink-new-memory'), {
       target: { value: 'lots' }
     });
@@ -344,7 +343,6 @@ describe('Sidebar', () => {
     expect(error.textContent).toBe('memory: memory must be like 4Gi');
     expect(acts.create).toHaveBeenCalledWith({
       mode: 'direct',
-      node: 'vk-slurm',
       image: 'img:1',
       memory: 'lots',
       cpu: 2,
@@ -356,6 +354,12 @@ describe('Sidebar', () => {
     expect(
       screen.getByTestId('interlink-new-name').getAttribute('aria-invalid')
     ).toBe('false');
+    fireEvent.change(screen.getByTestId('interlink-new-mode'), {
+      target: { value: 'kubernetes' }
+    });
+    expect(
+      (screen.getByTestId('interlink-new-node') as HTMLSelectElement).value
+    ).toBe('vk-slurm');
   });
 });
 

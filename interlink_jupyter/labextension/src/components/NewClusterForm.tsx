@@ -56,7 +56,12 @@ export function requestFromValues(
 ): CreateClusterRequest | { error: string; field: Field } {
   const body: CreateClusterRequest = { mode: values.mode as ClusterMode };
   const trimmed = (field: Field): string => values[field].trim();
-  for (const field of ['name', 'node', 'image', 'memory'] as const) {
+  // a node applies to Kubernetes mode only: direct mode goes straight to the edge
+  const fields =
+    values.mode === 'direct'
+      ? (['name', 'image', 'memory'] as const)
+      : (['name', 'node', 'image', 'memory'] as const);
+  for (const field of fields) {
     if (trimmed(field)) {
       body[field] = trimmed(field);
     }
@@ -197,24 +202,26 @@ export function NewClusterForm(props: {
               <option value="direct">direct</option>
             </select>
           </div>
-          <div className="jp-InterLink-field">
-            <label htmlFor="interlink-new-node">Node</label>
-            <select
-              id="interlink-new-node"
-              data-testid="interlink-new-node"
-              className={fieldClass('node', error.field)}
-              aria-invalid={error.field === 'node'}
-              value={values.node}
-              onChange={set('node')}
-            >
-              <option value="">any virtual node</option>
-              {nodeNames.map(n => (
-                <option key={n} value={n}>
-                  {n}
-                </option>
-              ))}
-            </select>
-          </div>
+          {values.mode === 'direct' ? null : (
+            <div className="jp-InterLink-field">
+              <label htmlFor="interlink-new-node">Node</label>
+              <select
+                id="interlink-new-node"
+                data-testid="interlink-new-node"
+                className={fieldClass('node', error.field)}
+                aria-invalid={error.field === 'node'}
+                value={values.node}
+                onChange={set('node')}
+              >
+                <option value="">any virtual node</option>
+                {nodeNames.map(n => (
+                  <option key={n} value={n}>
+                    {n}
+                  </option>
+                ))}
+              </select>
+            </div>
+          )}
           {input('image', 'Image', { placeholder: 'server default' })}
           {input('cpu', 'CPU', { placeholder: 'e.g. 2' })}
           {input('memory', 'Memory', { placeholder: 'e.g. 4Gi' })}
