@@ -256,3 +256,30 @@ def test_config_changes_roll_the_vk_pod() -> None:
 
     assert checksum() == checksum()
     assert checksum() != checksum("--set", "node.labels.site=hpc")
+
+
+def test_uninstall_hook_removes_the_node_through_the_vk_and_can_be_turned_off() -> None:
+    objs = rendered(*EDGE)
+    job = objs[("Job", "vk-interlink-vk-remove-node")]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == [
+        "vk",
+        "--config=/etc/interlink/config/vk.yaml",
+        "--set=service_account_dir=/var/run/secrets/kubernetes.io/serviceaccount",
+        "--remove-node",
+        "--stop-deployment=interlink/vk-interlink-vk",
+        "--remove-timeout=240",
+        "--log-level=info",
+    ]
+    role = objs[("Role", "vk-interlink-vk-remove-node")]
+    assert role["rules"] == [
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments"],
+            "resourceNames": ["vk-interlink-vk"],
+            "verbs": ["get", "delete"],
+        }
+    ]
+    off = rendered(*EDGE, "--set", "removeNodeOnUninstall.enabled=false")
+    assert not [key for key in off if key[0] == "Job" or key[1].endswith("-remove-node")]
