@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.helpers.world import REPO, free_port, need, stop
 
@@ -72,6 +72,19 @@ def new_page(browser: Browser) -> Page:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     open_pages.append(page)
+    return page
+
+
+def open_lab_sidebar(browser: Browser, url: str, wait_ms: float) -> Page:
+    """JupyterLab at ``url`` (with its token) in a new page, the interLink sidebar open and its
+    stream live."""
+    page = new_page(browser)
+    page.goto(url)
+    tab = page.locator('.jp-SideBar [data-id="interlink-sidebar"]')
+    tab.wait_for(timeout=wait_ms)
+    if "lm-mod-current" not in (tab.get_attribute("class") or ""):
+        tab.click()
+    expect(page.get_by_test_id("interlink-connection")).to_have_text("live", timeout=wait_ms)
     return page
 
 

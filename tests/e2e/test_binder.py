@@ -22,7 +22,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.conftest import new_page, shot
+from tests.e2e.conftest import open_lab_sidebar, shot
 from tests.helpers.world import REPO, free_port
 
 pytestmark = pytest.mark.integration
@@ -178,13 +178,7 @@ def run_cells(page: Page, n: int) -> None:
 
 
 def test_the_demo_cluster_shows_in_the_sidebar(browser: Browser, lab: str) -> None:
-    page = new_page(browser)
-    page.goto(f"{lab}/lab/tree/binder/demo.ipynb?token={TOKEN}&reset")
-    tab = page.locator('.jp-SideBar [data-id="interlink-sidebar"]')
-    tab.wait_for(timeout=WAIT)
-    if "lm-mod-current" not in (tab.get_attribute("class") or ""):
-        tab.click()
-    expect(page.get_by_test_id("interlink-connection")).to_have_text("live", timeout=WAIT)
+    page = open_lab_sidebar(browser, f"{lab}/lab/tree/binder/demo.ipynb?token={TOKEN}&reset", WAIT)
     expect(page.locator('[data-testid^="interlink-edge-"]')).to_contain_text("127.0.0.1")
     expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=WAIT)
     page.locator(".jp-NotebookPanel .jp-Cell").first.click()

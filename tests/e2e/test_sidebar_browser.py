@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.conftest import new_page, shot
+from tests.e2e.conftest import open_lab_sidebar, shot
 from tests.helpers.jupyter import (
     TOKEN,
     WORKER,
@@ -69,14 +69,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Jupyter, Pat
 
 
 def open_sidebar(browser: Browser, server: Jupyter) -> Page:
-    page = new_page(browser)
-    page.goto(f"{server.url}/lab?token={TOKEN}&reset")
-    tab = page.locator('.jp-SideBar [data-id="interlink-sidebar"]')
-    tab.wait_for(timeout=WAIT)
-    if "lm-mod-current" not in (tab.get_attribute("class") or ""):
-        tab.click()
-    expect(page.get_by_test_id("interlink-connection")).to_have_text("live", timeout=WAIT)
-    return page
+    return open_lab_sidebar(browser, f"{server.url}/lab?token={TOKEN}&reset", WAIT)
 
 
 def sidebar_shot(page: Page, name: str) -> None:

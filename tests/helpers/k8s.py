@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.helpers.world import REPO, in_ci, need
 from tests.world.world import env_lines
@@ -86,3 +89,15 @@ def kubectl(
         timeout=timeout,
         check=False,
     )
+
+
+def wait_until(cond: Callable[[], Any], timeout: float, what: str, log: Path) -> Any:
+    """Poll ``cond()`` until it returns something true (its value); on timeout fail with the
+    tail of ``log`` (the process the test waits on)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}; log:\n{log.read_text()[-3000:]}")

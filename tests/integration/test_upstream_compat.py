@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from interlink_vk.config import VK_TAINT_KEY
-from tests.helpers.k8s import K8sInfo, kubectl
+from tests.helpers.k8s import K8sInfo, kubectl, wait_until
 from tests.helpers.slurm import SlurmInfo
 from tests.helpers.upstream_standin import deletes_of, start_standin
 from tests.helpers.vk import RunningVK, loopback_ip, running_vk, start_vk_process
@@ -190,16 +190,6 @@ def node_annotations(k8s: K8sInfo, node: str) -> dict[str, str]:
     return dict(json.loads(out.stdout)["metadata"].get("annotations") or {})
 
 
-def wait_for(cond: Any, timeout: float, what: str, log: Path) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; VK log:\n{log.read_text()[-3000:]}")
-
-
 def get_pod(k8s: K8sInfo, ns: str, name: str) -> dict[str, Any] | None:
     out = kubectl(k8s, "get", "pod", name, "-n", ns, "-o", "json")
     return json.loads(out.stdout) if out.returncode == 0 else None
@@ -233,7 +223,7 @@ def test_a_delete_owed_while_the_edge_is_down_survives_a_vk_restart(
             },
         }
         assert kubectl(k8s, "apply", "-f", "-", input=json.dumps(manifest)).returncode == 0
-        done = wait_for(
+        done = wait_until(
             lambda: (p := get_pod(k8s, ns, "done")) and phase(p) == "Succeeded" and p,
             90, "the pod to succeed", log,
         )  # fmt: skip
@@ -241,15 +231,16 @@ def test_a_delete_owed_while_the_edge_is_down_survives_a_vk_restart(
 
         api.stop()  # the edge goes down; the pod is deleted meanwhile
         assert kubectl(k8s, "delete", "pod", "done", "-n", ns).returncode == 0
-        wait_for(lambda: uid in node_annotations(k8s, node).get(OWED, ""), 30, "owed", log)
+        wait_until(lambda: uid in node_annotations(k8s, node).get(OWED, ""), 30, "owed", log)
 
         stop(vk, signal.SIGKILL)  # the VK restarts while the edge is still down
         vk = start_vk_process(k8s, tmp_path, node, api.url, TOKEN, **settings)
         time.sleep(3)
         assert deletes_of(record, uid) == 0
         api = api_for(tmp_path / "api", plugin, port=port)  # the edge is back
-        wait_for(lambda: deletes_of(record, uid) == 1, 60, "the owed delete", log)
-        wait_for(lambda: OWED not in node_annotations(k8s, node), 30, "annotation gone", log)
+        # retried with a growing backoff (1, 2, 4 ... s): the next try may be half a minute away
+        wait_until(lambda: deletes_of(record, uid) == 1, 150, "the owed delete", log)
+        wait_until(lambda: OWED not in node_annotations(k8s, node), 30, "annotation gone", log)
         time.sleep(2)
         assert deletes_of(record, uid) == 1
     finally:

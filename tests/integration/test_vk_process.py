@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 
 from interlink_core.embedded import EmbeddedEdge
 from interlink_vk.config import JOB_ID_ANNOTATION, VK_TAINT_KEY
-from tests.helpers.k8s import K8sInfo, kubectl
+from tests.helpers.k8s import K8sInfo, kubectl, wait_until
 from tests.helpers.vk import loopback_ip, start_vk_process
 from tests.helpers.world import stop
 
@@ -27,16 +26,6 @@ def get_json(k8s: K8sInfo, *args: str) -> Any:
     out = kubectl(k8s, "get", *args, "-o", "json")
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
-
-
-def wait(cond: Any, timeout: float, what: str, log: Path) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; VK log:\n{log.read_text()[-3000:]}")
 
 
 def node_ready(k8s: K8sInfo, node: str) -> bool:
@@ -64,7 +53,7 @@ def test_deployment_of_20_survives_vk_kill_9(k8s: K8sInfo, tmp_path: Path) -> No
 
         vk = start_vk()
         try:
-            wait(lambda: node_ready(k8s, node), 30, "the virtual node to be Ready", log)
+            wait_until(lambda: node_ready(k8s, node), 30, "the virtual node to be Ready", log)
             kubectl(k8s, "create", "namespace", ns)
             deployment = {
                 "apiVersion": "apps/v1",
@@ -96,7 +85,7 @@ def test_deployment_of_20_survives_vk_kill_9(k8s: K8sInfo, tmp_path: Path) -> No
                     if JOB_ID_ANNOTATION in (p["metadata"].get("annotations") or {})
                 ]
 
-            wait(lambda: len(submitted()) >= 3, 60, "the burst to start", log)
+            wait_until(lambda: len(submitted()) >= 3, 60, "the burst to start", log)
             stop(vk, signal.SIGKILL)  # mid-burst
             vk = start_vk()
 
@@ -105,7 +94,7 @@ def test_deployment_of_20_survives_vk_kill_9(k8s: K8sInfo, tmp_path: Path) -> No
                 running = [p for p in pods if p["status"].get("phase") == "Running"]
                 return pods if len(pods) == 20 and len(running) == 20 else None
 
-            pods = wait(all_running, 120, "20 Running pods", log)
+            pods = wait_until(all_running, 120, "20 Running pods", log)
             assert all(p["spec"]["nodeName"] == node for p in pods)
             jobs = {p["metadata"]["annotations"][JOB_ID_ANNOTATION] for p in pods}
             assert len(jobs) == 20
@@ -116,13 +105,13 @@ def test_deployment_of_20_survives_vk_kill_9(k8s: K8sInfo, tmp_path: Path) -> No
 
             # scaling down deletes through the VK, remotely first
             kubectl(k8s, "scale", "deployment", "workers", "-n", ns, "--replicas=0")
-            wait(
+            wait_until(
                 lambda: not get_json(k8s, "pods", "-n", ns)["items"],
                 60,
                 "the pods to be deleted",
                 log,
             )
-            wait(
+            wait_until(
                 lambda: not list((tmp_path / "edge" / "plugin" / "pods").iterdir()),
                 30,
                 "the remote jobs to be gone",
