@@ -11,12 +11,14 @@ the real SLURM."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +26,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from interlink_vk.config import JOB_ID_ANNOTATION, VK_TAINT_KEY
 from tests.helpers.helm import CHART, helm
@@ -64,12 +70,11 @@ async def run_helm(k8s: K8sInfo, *args: str) -> str:
 
 
 @asynccontextmanager
-async def real_node(k8s: K8sInfo, root: Path) -> AsyncIterator[RunningVK]:
+async def real_node(k8s: K8sInfo, root: Path, prefix: str) -> AsyncIterator[RunningVK]:
     """The world's stand-in for a real node: a VK backed by the local plugin, whose pod IPs come
-    from a loopback /16 of its own (a VK pod binds its kubelet port there; other tests on this
-    host give their local pods 127.1.x.x, the plugin's default)."""
-    ip_range = f"127.{random.randint(50, 250)}.0.0/16"
-    plugin = start_plugin(root / "plugin", "local", config={"ip_range": ip_range})
+    from the loopback /16 ``prefix``.0.0 (a VK pod binds its kubelet port there; other tests on
+    this host give their local pods 127.1.x.x, the plugin's default)."""
+    plugin = start_plugin(root / "plugin", "local", config={"ip_range": f"{prefix}.0.0/16"})
     api = start_api(
         root / "api", {"plugin": {"url": plugin.url}, "auth": {"insecure_dev_token": TOKEN}}
     )
@@ -95,6 +100,46 @@ async def slurm_edge(root: Path, slurm: SlurmInfo) -> AsyncIterator[str]:
     finally:
         api.stop()
         plugin.stop()
+
+
+def loopback_16() -> str:
+    """``127.N``: a loopback /16 for one test's local pods."""
+    return f"127.{random.randint(50, 250)}"
+
+
+def serving_certificate(k8s: K8sInfo, ips: list[str], root: Path) -> tuple[Path, Path]:
+    """A kubelet serving certificate for these IPs, signed by the cluster's CA (which the
+    apiserver checks kubelet certificates against), as a site admin would issue it."""
+    ca = x509.load_pem_x509_certificate(k8s.ca.read_bytes())
+    ca_key = serialization.load_pem_private_key((k8s.ca.parent / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "interlink-vk")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(i)) for i in ips]),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    crt, pem = root / "tls.crt", root / "tls.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return crt, pem
 
 
 def chart_values(k8s: K8sInfo, real: RunningVK, node: str, edge_url: str, stage: str) -> str:
@@ -186,7 +231,7 @@ async def test_install_upgrade_uninstall(k8s: K8sInfo, slurm: SlurmInfo, tmp_pat
     approver = asyncio.create_task(approve_csr(k8s, node, stop))
     try:
         async with (
-            real_node(k8s, tmp_path / "real") as real,
+            real_node(k8s, tmp_path / "real", loopback_16()) as real,
             slurm_edge(tmp_path / "slurm", slurm) as edge_url,
         ):
             await kc(k8s, "create", "namespace", ns)
@@ -264,6 +309,46 @@ async def test_install_upgrade_uninstall(k8s: K8sInfo, slurm: SlurmInfo, tmp_pat
     finally:
         stop.set()
         await approver
+        await asyncio.to_thread(
+            helm, "uninstall", release, "-n", ns, "--no-hooks", kubeconfig=k8s.kubeconfig
+        )
+        await kc(k8s, "delete", "namespace", ns, "--wait=false")
+        await kc(k8s, "delete", "node", node, "--ignore-not-found")
+
+
+async def test_a_supplied_kubelet_certificate_needs_no_csr(
+    k8s: K8sInfo, slurm: SlurmInfo, tmp_path: Path
+) -> None:
+    """kubeletCert.existingSecret: a certificate for the addresses the VK pod may get; `kubectl
+    logs` works at once, and the VK asks for no certificate."""
+    release = f"vkc-{uuid.uuid4().hex[:5]}"
+    ns, node, prefix = f"t-{release}", f"vk-{release}", loopback_16()
+    crt, key = serving_certificate(k8s, [f"{prefix}.0.{i}" for i in range(1, 9)], tmp_path)
+    values = tmp_path / "values.yaml"
+    try:
+        async with (
+            real_node(k8s, tmp_path / "real", prefix) as real,
+            slurm_edge(tmp_path / "slurm", slurm) as edge_url,
+        ):
+            await kc(k8s, "create", "namespace", ns)
+            created = await kc(
+                k8s, "create", "secret", "tls", "vk-serving", "-n", ns,
+                f"--cert={crt}", f"--key={key}",
+            )  # fmt: skip
+            assert created.returncode == 0, created.stderr
+            settings = yaml.safe_load(chart_values(k8s, real, node, edge_url, stage="one"))
+            settings["kubeletCert"] = {"existingSecret": "vk-serving"}
+            values.write_text(yaml.safe_dump(settings))
+            notes = await run_helm(k8s, "install", release, str(CHART), "-n", ns, "-f", str(values))
+            assert "certificate approve" not in notes
+            await wait_for("the chart's node is Ready", lambda: ready_node(k8s, node))
+            await kc(k8s, "apply", "-f", "-", input=job_pod(node, ns))
+            await wait_for("kubectl logs through the chart's VK", lambda: logs_say_hello(k8s, ns))
+            csrs = await kc(k8s, "get", "csr", "-l", f"interlink.eu/node={node}", "-o", "json")
+            assert csrs["items"] == []
+            await run_helm(k8s, "uninstall", release, "-n", ns, "--wait", "--timeout", "5m")
+            assert await kc(k8s, "get", "node", node, "-o", "json") is None
+    finally:
         await asyncio.to_thread(
             helm, "uninstall", release, "-n", ns, "--no-hooks", kubeconfig=k8s.kubeconfig
         )
