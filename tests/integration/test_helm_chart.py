@@ -36,7 +36,7 @@ from tests.helpers.helm import CHART, helm
 from tests.helpers.k8s import K8sInfo, kubectl
 from tests.helpers.slurm import SlurmInfo, squeue_field, wait_finished
 from tests.helpers.vk import RunningVK, approve_csr, running_vk
-from tests.helpers.world import INTERLINK, start_api, start_plugin
+from tests.helpers.world import INTERLINK, Issuer, start_api, start_plugin
 
 pytestmark = pytest.mark.integration
 
@@ -87,13 +87,17 @@ async def real_node(k8s: K8sInfo, root: Path, prefix: str) -> AsyncIterator[Runn
 
 
 @asynccontextmanager
-async def slurm_edge(root: Path, slurm: SlurmInfo) -> AsyncIterator[str]:
-    """The SLURM plugin (host runtime) behind an API server with a development token."""
+async def slurm_edge(
+    root: Path, slurm: SlurmInfo, auth: dict[str, Any] | None = None
+) -> AsyncIterator[str]:
+    """The SLURM plugin (host runtime) behind an API server with a development token (or
+    ``auth``)."""
     plugin = start_plugin(
         root / "plugin", "slurm", config={"runtime": "host", "partition": slurm.partition}
     )
     api = start_api(
-        root / "api", {"plugin": {"url": plugin.url}, "auth": {"insecure_dev_token": TOKEN}}
+        root / "api",
+        {"plugin": {"url": plugin.url}, "auth": auth or {"insecure_dev_token": TOKEN}},
     )
     try:
         yield api.url
@@ -349,6 +353,53 @@ async def test_a_supplied_kubelet_certificate_needs_no_csr(
             await run_helm(k8s, "uninstall", release, "-n", ns, "--wait", "--timeout", "5m")
             assert await kc(k8s, "get", "node", node, "-o", "json") is None
     finally:
+        await asyncio.to_thread(
+            helm, "uninstall", release, "-n", ns, "--no-hooks", kubeconfig=k8s.kubeconfig
+        )
+        await kc(k8s, "delete", "namespace", ns, "--wait=false")
+        await kc(k8s, "delete", "node", node, "--ignore-not-found")
+
+
+async def test_oidc_client_credentials_from_the_real_issuer(
+    k8s: K8sInfo, slurm: SlurmInfo, issuer: Issuer, tmp_path: Path
+) -> None:
+    """edge.auth=oidc: the chart's VK gets its tokens from the world's issuer (client-credentials
+    grant, the issuer's CA from the chart's Secret) and the edge, which accepts nothing else,
+    takes its pods."""
+    release = f"vko-{uuid.uuid4().hex[:5]}"
+    ns, node = f"t-{release}", f"vk-{release}"
+    values = tmp_path / "values.yaml"
+    stop = asyncio.Event()
+    approver = asyncio.create_task(approve_csr(k8s, node, stop))
+    try:
+        async with (
+            real_node(k8s, tmp_path / "real", loopback_16()) as real,
+            slurm_edge(tmp_path / "slurm", slurm, {"oidc": issuer.oidc_config()}) as edge_url,
+        ):
+            await kc(k8s, "create", "namespace", ns)
+            settings = yaml.safe_load(chart_values(k8s, real, node, edge_url, stage="one"))
+            settings["edge"] = {
+                "url": edge_url,
+                "auth": "oidc",
+                "oidc": {
+                    "issuer": issuer.url,
+                    "clientId": "vk-cluster-a",
+                    "audience": issuer.audience,
+                },
+                "credentials": {
+                    "clientSecret": issuer.info["clients"]["vk-cluster-a"],
+                    "caCrt": issuer.ca_file.read_text(),
+                },
+            }
+            values.write_text(yaml.safe_dump(settings))
+            await run_helm(k8s, "install", release, str(CHART), "-n", ns, "-f", str(values))
+            await wait_for("the chart's node is Ready", lambda: ready_node(k8s, node))
+            await kc(k8s, "apply", "-f", "-", input=job_pod(node, ns))
+            await wait_for("kubectl logs through the chart's VK", lambda: logs_say_hello(k8s, ns))
+            await run_helm(k8s, "uninstall", release, "-n", ns, "--wait", "--timeout", "5m")
+    finally:
+        stop.set()
+        await approver
         await asyncio.to_thread(
             helm, "uninstall", release, "-n", ns, "--no-hooks", kubeconfig=k8s.kubeconfig
         )

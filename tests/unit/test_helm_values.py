@@ -137,15 +137,19 @@ def test_one_vk_per_node_with_the_pod_ip_as_internal_ip() -> None:
     ]
 
 
-def vk_config_of(objs: dict[tuple[str, str], dict[str, Any]], name: str) -> VKConfig:
-    """What `interlink vk` makes of the rendered ConfigMap and the container's arguments."""
+def vk_config_of(
+    objs: dict[tuple[str, str], dict[str, Any]], name: str, args: list[str] | None = None
+) -> VKConfig:
+    """What `interlink vk` makes of the rendered ConfigMap and the container's arguments (the
+    Deployment's, unless ``args`` are given)."""
     text = objs[("ConfigMap", name)]["data"]["vk.yaml"]
-    args = vk_container(objs, name)["args"]
+    args = args or vk_container(objs, name)["args"]
     parser = argparse.ArgumentParser()
     register_command(parser.add_subparsers())
     parsed = parser.parse_args(args)
     overrides = dict(parsed.settings)
-    overrides["internal_ip"] = parsed.internal_ip.replace("$(POD_IP)", "10.1.2.3")
+    if parsed.internal_ip:
+        overrides["internal_ip"] = parsed.internal_ip.replace("$(POD_IP)", "10.1.2.3")
     path = Path(parsed.config)
     assert str(path) == "/etc/interlink/config/vk.yaml"
     data = yaml.safe_load(text)
@@ -215,6 +219,7 @@ def test_oidc_client_credentials() -> None:
     assert cfg.edge.oidc.audience == "interlink"
     assert cfg.edge.oidc.client_secret_file == Path("/etc/interlink/edge/client-secret")
     assert cfg.edge.ca_file == Path("/etc/interlink/edge/ca.crt")
+    assert cfg.edge.oidc.ca_file == Path("/etc/interlink/edge/ca.crt")
     secret = objs[("Secret", "vk-interlink-vk-edge")]
     assert secret["stringData"] == {"client-secret": "s3cret", "ca.crt": "PEM"}
 
@@ -267,6 +272,7 @@ def test_uninstall_hook_removes_the_node_through_the_vk_and_can_be_turned_off() 
         "vk",
         "--config=/etc/interlink/config/vk.yaml",
         "--set=service_account_dir=/var/run/secrets/kubernetes.io/serviceaccount",
+        "--set=edge.token_file=/etc/interlink/edge/token",
         "--remove-node",
         "--stop-deployment=interlink/vk-interlink-vk",
         "--remove-timeout=240",
@@ -283,3 +289,24 @@ def test_uninstall_hook_removes_the_node_through_the_vk_and_can_be_turned_off() 
     ]
     off = rendered(*EDGE, "--set", "removeNodeOnUninstall.enabled=false")
     assert not [key for key in off if key[0] == "Job" or key[1].endswith("-remove-node")]
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        ["--set", "edge.credentials.token=t0k"],
+        [
+            "--set", "edge.auth=oidc,edge.oidc.issuer=https://idp.example.org,edge.oidc.clientId=c",
+            "--set", "edge.credentials.clientSecret=s",
+        ],
+        ["--set", "edge.auth=mtls,edge.credentials.tlsCrt=C,edge.credentials.tlsKey=K"],
+        ["--set", "edge.auth=none"],
+    ],
+)  # fmt: skip
+def test_the_uninstall_hook_reads_a_complete_configuration(auth: list[str]) -> None:
+    objs = rendered("--set", "edge.url=https://edge.example.org:3000", *auth)
+    job = objs[("Job", "vk-interlink-vk-remove-node")]
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    cfg = vk_config_of(objs, "vk-interlink-vk", args)
+    assert cfg.node_name == "vk"
+    assert cfg.service_account_dir == Path("/var/run/secrets/kubernetes.io/serviceaccount")

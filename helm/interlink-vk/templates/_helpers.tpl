@@ -86,12 +86,24 @@ serviceAccount: /var/run/secrets/kubernetes.io/serviceaccount
 {{/* The VK's command-line arguments: the configuration file and the paths of this pod. */}}
 {{- define "interlink-vk.args" -}}
 {{- $p := include "interlink-vk.paths" . | fromYaml }}
-{{- $e := .Values.edge }}
 - vk
 - --config={{ $p.config }}/vk.yaml
 - --internal-ip=$(POD_IP)
 - --set=service_account_dir={{ $p.serviceAccount }}
 - --set=state_dir={{ $p.state }}
+{{- include "interlink-vk.edgeArgs" . }}
+{{- if .Values.kubeletCert.existingSecret }}
+- --set=kubelet_cert={{ $p.kubelet }}/tls.crt
+- --set=kubelet_key={{ $p.kubelet }}/tls.key
+{{- end }}
+- --log-level={{ .Values.logLevel }}
+{{- end }}
+
+{{/* Where the edge credentials are (also given to the uninstall hook, whose configuration
+must be complete although it does not call the edge). */}}
+{{- define "interlink-vk.edgeArgs" -}}
+{{- $p := include "interlink-vk.paths" . | fromYaml }}
+{{- $e := .Values.edge }}
 {{- if eq $e.auth "token" }}
 - --set=edge.token_file={{ $p.edge }}/token
 {{- else if eq $e.auth "oidc" }}
@@ -102,12 +114,10 @@ serviceAccount: /var/run/secrets/kubernetes.io/serviceaccount
 {{- end }}
 {{- if include "interlink-vk.edgeHasCA" . }}
 - --set=edge.ca_file={{ $p.edge }}/ca.crt
+{{- if eq $e.auth "oidc" }}
+- --set=edge.oidc.ca_file={{ $p.edge }}/ca.crt
 {{- end }}
-{{- if .Values.kubeletCert.existingSecret }}
-- --set=kubelet_cert={{ $p.kubelet }}/tls.crt
-- --set=kubelet_key={{ $p.kubelet }}/tls.key
 {{- end }}
-- --log-level={{ .Values.logLevel }}
 {{- end }}
 
 {{/* The VK configuration file (docs/vk.md), from the values; paths come as arguments. */}}
