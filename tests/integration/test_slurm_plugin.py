@@ -1,5 +1,6 @@
 """The SLURM plugin against the real SLURM of the test world (host runtime: no container
-engine exists here), through the plugin's HTTP routes."""
+engine exists here): the plugin runs as its own process, tests use its HTTP routes on its unix
+socket and look only at what SLURM's tools, the disk and the SLURM commands it ran show."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from tests.helpers.slurm import SlurmInfo
 from tests.helpers.slurm_edge import (
     Edge,
     held_job_reports_reason_then_cancels,
+    job_state,
     make_pod,
     slurm_edge,
     state,
@@ -56,6 +58,7 @@ async def test_pod_with_init_and_two_containers_runs_as_one_job(edge: Edge) -> N
     )
     job = await edge.create(pod)
     assert job.isdigit()
+    assert edge.count("sbatch") == (1,)  # one job for the whole pod
     running = await edge.wait(pod, lambda s: "running" in state(s))
     assert running["JID"] == job
     assert state(running, kind="initContainers")["terminated"]["exitCode"] == 0
@@ -77,18 +80,17 @@ async def test_failures_map_to_exit_codes_and_init_failure_stops_the_pod(edge: E
         init=[{"name": "setup", "image": "none", "command": ["false"]}],
     )
     await edge.create(failing)
-    await edge.create(bad_init)
+    job = await edge.create(bad_init)
     s = await edge.wait(failing, lambda s: "terminated" in state(s))
     assert state(s)["terminated"]["exitCode"] == 7
     assert state(s)["terminated"]["reason"] == "Error"
-    s = await edge.wait(
-        bad_init,
-        lambda s: (
-            "terminated" in state(s, kind="initContainers") and s["JID"] in edge.plugin._ended
-        ),
-    )
+    # once SLURM says the job ended, the container that never started says why
+    s = await edge.ended(bad_init, job, lambda s: "not started" in str(state(s)))
     assert state(s, kind="initContainers")["terminated"]["exitCode"] == 1
-    assert state(s)["waiting"]["reason"] == "PodInitializing"  # never started
+    assert state(s)["waiting"] == {
+        "reason": "PodInitializing",
+        "message": "not started: init container 'setup' failed with exit code 1",
+    }
     assert await edge.logs(bad_init, "main") == ""
 
 
@@ -100,49 +102,65 @@ async def test_delete_cancels_a_running_job(edge: Edge) -> None:
     pod = make_pod([{"name": "main", "image": "none", "command": ["sleep", "300"]}])
     job = await edge.create(pod)
     await edge.wait(pod, lambda s: "running" in state(s))
-    work = Path(edge.plugin.store.all()[0].data["dir"])
-    assert work.is_dir()
+    assert [p.name for p in edge.work_dir.iterdir()] == [pod["metadata"]["uid"]]
+    assert (edge.pod_dir(pod) / "job.sh").is_file()
     await edge.delete(pod)
-    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True)
-    assert out.stdout.strip() in ("", "CANCELLED", "COMPLETING")
-    assert not work.exists()  # cleaned up (keep_work_dirs is off)
+    assert edge.calls("scancel") == [[job]]
+    assert job_state(job) == "CANCELLED"
+    assert list(edge.work_dir.iterdir()) == []  # cleaned up (keep_work_dirs is off)
 
 
-async def test_one_squeue_per_cycle_and_sacct_only_for_jobs_that_ended(edge: Edge) -> None:
-    pods = [
-        make_pod([{"name": "main", "image": "none", "command": ["sh", "-c", f"sleep {i % 3}"]}])
-        for i in range(12)
-    ]
-    for p in pods:
-        await edge.create(p)
-    calls = edge.plugin.calls
-    cycles = 0
-    while True:
-        before = (calls.squeue, calls.sacct)
-        statuses = await edge.status(*pods)
-        cycles += 1
-        assert calls.squeue - before[0] <= 2  # one, or one retry listing this user's jobs
-        assert calls.sacct - before[1] <= 1
-        if all("terminated" in c["state"] for s in statuses for c in s["containers"]):
-            break
-        assert cycles < 200
-        await asyncio.sleep(0.3)
-    # once SLURM has let the jobs go, their statuses come from cache: no SLURM call at all
-    for _ in range(100):
-        before = (calls.squeue, calls.sacct)
-        assert len(await edge.status(*pods)) == 12
-        if (calls.squeue, calls.sacct) == before:
-            break
-        await asyncio.sleep(0.3)
-    else:
-        open_jobs = [r.job_id for r in edge.plugin.store.all() if r.uid not in edge.plugin._final]
-        seen = subprocess.run(
-            ["squeue", "-h", "-o", "%i|%T|%r", "-j", ",".join(open_jobs)],
-            capture_output=True,
-            text=True,
-        ).stdout
-        raise AssertionError(f"jobs still queried every cycle: {open_jobs}; squeue: {seen}")
-    assert calls.sacct <= cycles + 100
+# the squeue wrapper hides jobs that ended, as slurmctld does once MinJobAge (300 s here) has
+# passed: their end states must then come from sacct
+ENDED = "COMPLETED|FAILED|CANCELLED|TIMEOUT|OUT_OF_MEMORY|NODE_FAIL|BOOT_FAIL|PREEMPTED|DEADLINE"
+PURGED = {"squeue": f"grep -v -E '^[0-9]+[|]({ENDED})[|]'"}
+
+
+def end_times(jobs: list[str]) -> dict[str, int]:
+    """Each job's End (unix seconds) as accounting records it."""
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-o", "JobIDRaw,End", "-j", ",".join(jobs)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SLURM_TIME_FORMAT": "%s"},
+    ).stdout
+    rows = [line.split("|") for line in out.splitlines()]
+    return {r[0]: int(r[1]) for r in rows if len(r) == 2 and r[1].isdigit()}
+
+
+async def test_one_squeue_per_cycle_and_sacct_only_for_jobs_that_ended(
+    slurm: SlurmInfo, tmp_path: Path
+) -> None:
+    config = {"work_dir": str(tmp_path / "jobs"), "runtime": "host"}
+    async with slurm_edge(slurm, tmp_path, config, filters=PURGED) as edge:
+        pods = [
+            make_pod([{"name": "main", "image": "none", "command": ["sh", "-c", f"sleep {i % 3}"]}])
+            for i in range(12)
+        ]
+        jobs = [await edge.create(p) for p in pods]
+        for _ in range(200):
+            statuses, _ = await edge.cycle(*pods)
+            if all("terminated" in c["state"] for s in statuses for c in s["containers"]):
+                break
+            await asyncio.sleep(0.3)
+        assert sorted(s["JID"] for s in statuses) == sorted(jobs)
+        assert all(s["containers"][0]["state"]["terminated"]["exitCode"] == 0 for s in statuses)
+        # once SLURM has let the jobs go, their statuses come from cache: no SLURM call at all
+        for _ in range(100):
+            statuses, made = await edge.cycle(*pods)
+            assert len(statuses) == 12
+            if made == 0:
+                break
+            await asyncio.sleep(0.3)
+        else:
+            raise AssertionError(f"SLURM still asked every cycle: {edge.calls('sacct')[-3:]}")
+        # sacct asked only about jobs that had ended by then, and about each of ours
+        asked = [(at, args[-1].split(",")) for at, args in edge.calls_at("sacct")]  # -j ids
+        ended = end_times(jobs)
+        assert sorted(ended) == sorted(jobs)
+        assert {j for _, ids in asked for j in ids} == set(jobs)
+        early = [(at, j, ended[j]) for at, ids in asked for j in ids if ended[j] > at]
+        assert early == [], "sacct asked about jobs before they ended"
 
 
 async def test_bad_annotation_is_a_400_naming_it(edge: Edge) -> None:
@@ -153,6 +171,8 @@ async def test_bad_annotation_is_a_400_naming_it(edge: Edge) -> None:
     r = await edge.http.post("/create", json={"pod": pod, "container": []})
     assert r.status_code == 400
     assert "slurm-job.vk.io/flags" in r.json()["error"] and "--uid" in r.json()["error"]
+    assert edge.count("sbatch") == (0,)
+    assert list(edge.work_dir.iterdir()) == []
 
 
 def test_plugin_command_answers_ping_with_sinfo_capacity(slurm: SlurmInfo, tmp_path: Path) -> None:

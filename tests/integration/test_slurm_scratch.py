@@ -18,10 +18,11 @@ import pytest
 from interlink_core.client import InterLinkClient, RemoteError, static_token
 from interlink_core.models import PodCreateRequests
 from interlink_plugins.slurm.scratch import decode_comment
-from tests.helpers.slurm import SlurmInfo
+from tests.helpers.slurm import SlurmInfo, squeue_field
 from tests.helpers.slurm_edge import (
     Edge,
     held_job_reports_reason_then_cancels,
+    job_state,
     make_pod,
     slurm_edge,
     state,
@@ -45,21 +46,16 @@ async def edge(slurm: SlurmInfo, tmp_path: Path) -> AsyncIterator[Edge]:
         yield running
 
 
-async def create(edge: Edge, pod: dict[str, Any], **objects: list[dict[str, Any]]) -> str:
-    """POST /create with ConfigMaps / Secrets sent along (as the API server does)."""
-    name = pod["spec"]["containers"][0]["name"]
-    r = await edge.http.post("/create", json={"pod": pod, "container": [{"name": name, **objects}]})
-    assert r.status_code == 200, r.text
-    return str(r.json()["PodJID"])
-
-
 def scratch_dirs(root: Path, pod: dict[str, Any]) -> list[Path]:
     return list(root.glob(f"interlink-{pod['metadata']['uid']}.*")) if root.exists() else []
 
 
-def terminal(edge: Edge) -> Any:
-    """A status condition: SLURM says the job ended (the plugin cached its end state)."""
-    return lambda s: s["JID"] in edge.plugin._ended
+def accounted_comment(job: str) -> str:
+    """The job's Comment as accounting stored it ('' until it has)."""
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-o", "Comment", "-j", job], capture_output=True, text=True
+    )
+    return out.stdout.strip()
 
 
 async def test_volumes_travel_states_and_logs_come_back(edge: Edge, tmp_path: Path) -> None:
@@ -100,15 +96,16 @@ async def test_volumes_travel_states_and_logs_come_back(edge: Edge, tmp_path: Pa
         {"name": "secret", "secret": {"secretName": "creds", "defaultMode": 0o400}},
         {"name": "data", "emptyDir": {}},
     ]
-    job = await create(
-        edge,
+    job = await edge.create(
         pod,
         configMaps=[{"metadata": {"name": "settings"}, "data": {"greeting": "hello 'world'"}}],
         secrets=[
             {"metadata": {"name": "creds"}, "data": {"token": base64.b64encode(b"t0k").decode()}}
         ],
     )
-    done = await edge.wait(pod, terminal(edge))
+    done = await edge.ended(
+        pod, job, lambda s: all("terminated" in c["state"] for c in s["containers"])
+    )
     by_name = {c["name"]: c["state"] for c in done["containers"]}
     assert by_name["reader"]["terminated"]["exitCode"] == 0
     assert by_name["reader"]["terminated"]["reason"] == "Completed"
@@ -122,11 +119,10 @@ async def test_volumes_travel_states_and_logs_come_back(edge: Edge, tmp_path: Pa
     reports = decode_comment(comment, ["setup", "reader", "failer"])
     assert [reports[n].exit_code for n in ("setup", "reader", "failer")] == [0, 0, 3]
     for _ in range(100):  # accounting may lag a little behind slurmctld
-        accounted = await edge.plugin._sacct([job])
-        if job in accounted and accounted[job].comment:
+        if accounted_comment(job):
             break
         await asyncio.sleep(0.2)
-    assert accounted[job].comment == comment  # AccountingStoreFlags=job_comment
+    assert accounted_comment(job) == comment  # AccountingStoreFlags=job_comment
 
     lines = (await edge.logs(pod, "reader")).splitlines()
     workdir, greeting_path = Path(lines[0]), Path(lines[1])
@@ -141,13 +137,14 @@ async def test_volumes_travel_states_and_logs_come_back(edge: Edge, tmp_path: Pa
     stamped = await edge.logs(pod, "failer", Timestamps=True)
     assert stamped.startswith("20") and stamped.endswith("Z no newline")
 
-    pod_dir = Path(edge.plugin.store.all()[0].data["dir"])
+    pod_dir = edge.pod_dir(pod)
+    assert [p.name for p in edge.work_dir.iterdir()] == [pod["metadata"]["uid"]]
     assert sorted(p.name for p in pod_dir.iterdir()) == ["containers", "job.sh"]  # no volumes
     assert scratch_dirs(scratch, pod) == []  # the job removed its directory
     output = tmp_path / "logs" / f"{pod['metadata']['uid']}.out"
     assert output.read_text().startswith("@il:")
     await edge.delete(pod)
-    assert not pod_dir.exists() and not output.exists()
+    assert list(edge.work_dir.iterdir()) == [] and list(output.parent.iterdir()) == []
     assert await edge.status(pod) == []
 
 
@@ -163,12 +160,8 @@ async def test_one_squeue_per_cycle_answers_every_container(edge: Edge) -> None:
     ]
     for p in pods:
         await edge.create(p)
-    calls = edge.plugin.calls
     for _ in range(200):
-        before = (calls.squeue, calls.sacct)
-        statuses = await edge.status(*pods)
-        assert calls.squeue - before[0] <= 2  # one, or one retry listing this user's jobs
-        assert calls.sacct - before[1] <= 1
+        statuses, _ = await edge.cycle(*pods)
         if all("terminated" in c["state"] for s in statuses for c in s["containers"]):
             break
         await asyncio.sleep(0.3)
@@ -185,10 +178,14 @@ async def test_init_failure_stops_the_pod(edge: Edge) -> None:
         [{"name": "main", "image": "none", "command": ["echo", "never"]}],
         init=[{"name": "setup", "image": "none", "command": ["sh", "-c", "echo bad; exit 4"]}],
     )
-    await edge.create(pod)
-    s = await edge.wait(pod, terminal(edge))
+    job = await edge.create(pod)
+    # once SLURM says the job ended, the container that never started says why
+    s = await edge.ended(pod, job, lambda s: "not started" in str(state(s)))
     assert state(s, kind="initContainers")["terminated"]["exitCode"] == 4
-    assert state(s)["waiting"]["reason"] == "PodInitializing"
+    assert state(s)["waiting"] == {
+        "reason": "PodInitializing",
+        "message": "not started: init container 'setup' failed with exit code 4",
+    }
     assert await edge.logs(pod, "setup") == "bad\n"
     assert await edge.logs(pod, "main") == ""
 
@@ -221,10 +218,8 @@ async def test_running_job_is_cancelled_and_leaves_no_scratch(
             await asyncio.sleep(0.2)
         assert await edge.logs(pod, "main") == "up\n"
         await edge.delete(pod)
-        out = subprocess.run(
-            ["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True
-        )
-        assert out.stdout.strip() in ("", "CANCELLED", "COMPLETING")
+        assert edge.calls("scancel") == [[job]]
+        assert job_state(job) == "CANCELLED"
         for _ in range(50):  # the job's EXIT trap removes its directory when it is cancelled
             if not scratch_dirs(scratch, pod):
                 break
@@ -238,10 +233,10 @@ async def test_follow_ends_when_the_container_ends(edge: Edge) -> None:
     pod = make_pod(
         [
             {"name": "ticker", "image": "none", "command": ["sh", "-c", script]},
-            {"name": "other", "image": "none", "command": ["sleep", "30"]},
+            {"name": "other", "image": "none", "command": ["sleep", "300"]},
         ]
     )
-    await edge.create(pod)
+    job = await edge.create(pod)
     await edge.wait(pod, lambda s: "running" in state(s))
 
     async def poll() -> None:  # the VK keeps asking for statuses meanwhile
@@ -255,6 +250,10 @@ async def test_follow_ends_when_the_container_ends(edge: Edge) -> None:
     finally:
         poller.cancel()
     assert body == "tick1\ntick2\ntick3\n"
+    # it ended with the container, not with the job: the other container still runs
+    [s] = await edge.status(pod)
+    assert state(s, 0)["terminated"]["exitCode"] == 0 and "running" in state(s, 1)
+    assert squeue_field(job, "%T") == "RUNNING"
     await edge.delete(pod)
 
 
@@ -283,8 +282,9 @@ async def test_oversize_volume_payload_is_refused(edge: Edge) -> None:
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert "spec.volumes" in error and "max_script_bytes" in error and "'blob'" in error
-    assert edge.plugin.calls.sbatch == 0
-    assert edge.plugin.store.all() == []
+    assert edge.count("sbatch") == (0,)
+    assert list(edge.work_dir.iterdir()) == []
+    assert await edge.status(pod) == []
 
 
 async def test_update_volumes_through_the_api_server_is_a_501(
