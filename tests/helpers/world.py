@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -254,3 +256,18 @@ def start_api(
     url = f"{scheme}://127.0.0.1:{port}"
     wait_ready(url + "/healthz", proc, log, verify=verify)
     return Service(proc=proc, url=url, log=log, root=root)
+
+
+async def until(cond: Callable[[], Any], timeout: float = 120, what: str = "") -> Any:
+    """Call ``cond()`` (sync or async) every 0.3 s until it returns something true (its
+    value); an AssertionError naming ``what`` and the last value after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if isinstance(last, Awaitable):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"not met in {timeout}s: {what} (last: {last!r})")

@@ -6,12 +6,11 @@ real control plane, or go straight to the edge in direct mode."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from interlink_core.embedded import EmbeddedEdge
 from interlink_dask import InterLinkCluster, WorkerState
 from tests.helpers.k8s import K8sInfo
 from tests.helpers.vk import RunningVK, local_vk
-from tests.helpers.world import stop
+from tests.helpers.world import stop, until
 
 pytestmark = pytest.mark.integration
 WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
@@ -79,19 +78,6 @@ def owner(options: dict[str, Any], log: Path) -> Iterator[dict[str, str]]:
         assert proc.wait(60) == 0, log.read_text()
     finally:
         stop(proc)
-
-
-async def until(cond: Callable[[], Any], timeout: float = 120, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if isinstance(last, Awaitable):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"not met in {timeout}s: {what} (last: {last!r})")
 
 
 def states(cluster: InterLinkCluster) -> list[WorkerState]:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from interlink_dask.pods import CLUSTER_LABEL
 from tests.helpers.k8s import K8sInfo
 from tests.helpers.slurm import SlurmInfo
 from tests.helpers.vk import RunningVK, slurm_vk
-from tests.helpers.world import REPO
+from tests.helpers.world import REPO, until
 
 pytestmark = pytest.mark.integration
 WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
@@ -56,19 +56,6 @@ def options(vk: RunningVK, **more: Any) -> dict[str, Any]:
         "heartbeat": {"interval": 1, "timeout": 8},
         **more,
     }
-
-
-async def until(cond: Callable[[], Any], timeout: float = 120, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if isinstance(last, Awaitable):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"not met in {timeout}s: {what} (last: {last!r})")
 
 
 async def cluster_pods(vk: RunningVK, name: str) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from interlink_vk.config import VK_TAINT_KEY
 from tests.helpers.k8s import K8sInfo, kubectl
 from tests.helpers.relay_plugin import requests_seen, start_relay_plugin
 from tests.helpers.vk import approve_csr, loopback_ip, start_vk_process
-from tests.helpers.world import Issuer, Service, start_api, stop
+from tests.helpers.world import Issuer, Service, start_api, stop, until
 
 pytestmark = pytest.mark.integration
 WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
@@ -66,19 +66,6 @@ def subjects(relay: Service, since: int, path: str) -> list[str]:
     (pings carry no caller)."""
     seen = requests_seen(relay)[since:]
     return [r["InterLink-Subject"] for r in seen if r["path"] == path and "InterLink-Subject" in r]
-
-
-async def until(cond: Callable[[], Any], timeout: float = 90, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if isinstance(last, Awaitable):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"not met in {timeout}s: {what} (last: {last!r})")
 
 
 def sleeper(name: str) -> dict[str, Any]:

@@ -70,6 +70,11 @@ def _slim(pod: JSON) -> JSON:
     return pod
 
 
+def _unknown_at_edge(exc: InterLinkError) -> bool:
+    """Whether a delete failed only because the edge does not know the pod (404): done."""
+    return isinstance(exc, RemoteError) and exc.status_code == 404
+
+
 def _deleting(pod: JSON) -> bool:
     return bool(pod["metadata"].get("deletionTimestamp"))
 
@@ -121,9 +126,13 @@ class PodController:
     _refreshing: set[str] = field(default_factory=set)
     _no_refresh: set[str] = field(default_factory=set)  # UIDs whose edge cannot update volumes
     _missing: dict[str, float] = field(default_factory=dict)  # UID: when answers began to omit it
-    _owed: OwedDeletes | None = None
+    owed: OwedDeletes = field(init=False)
+    """The deletes the edge is still owed (pods gone from Kubernetes)."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _sem: asyncio.Semaphore | None = None
+
+    def __post_init__(self) -> None:
+        self.owed = OwedDeletes(self.kube, self.config.node_name)
 
     @property
     def node(self) -> str:
@@ -145,13 +154,6 @@ class PodController:
     def pending(self) -> list[JSON]:
         """Tracked pods that are not Running yet."""
         return [p for p in self.tracked() if _phase(p) != "Running"]
-
-    @property
-    def owed(self) -> OwedDeletes:
-        """The deletes the edge is still owed (pods gone from Kubernetes)."""
-        if self._owed is None:
-            self._owed = OwedDeletes(self.kube, self.node)
-        return self._owed
 
     def hurry(self) -> bool:
         """Whether the fast (pending) cycle should run: a pod waits to run or to be deleted."""
@@ -583,7 +585,7 @@ class PodController:
                 async with self.metrics.edge_call("delete"):
                     await self.edge.delete(pod)
             except InterLinkError as exc:
-                if not isinstance(exc, RemoteError) or exc.status_code != 404:
+                if not _unknown_at_edge(exc):
                     if uid not in self._refused:  # one Event, not one per retry
                         await self.kube.event(
                             pod, "FailedKilling", str(exc), self.node, warning=True
@@ -602,7 +604,7 @@ class PodController:
             async with self.metrics.edge_call("delete"):
                 await self.edge.delete(item.pod())
         except InterLinkError as exc:
-            if not isinstance(exc, RemoteError) or exc.status_code != 404:
+            if not _unknown_at_edge(exc):
                 if item.tries == 0:
                     log.warning(
                         "delete of gone pod %s/%s (job %s) at the edge failed (%s); retrying",
