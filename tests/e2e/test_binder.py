@@ -188,6 +188,9 @@ def test_the_demo_cluster_shows_in_the_sidebar(browser: Browser, lab: str) -> No
     expect(page.get_by_test_id("interlink-count-binder-demo-connected")).to_have_text(
         "2", timeout=WAIT
     )
+    # the cluster's widget in the notebook follows the workers too (live, not a snapshot)
+    widget = page.locator(".jp-NotebookPanel .jp-CodeCell").first.locator(".jp-OutputArea")
+    expect(widget).to_contain_text("connected: 2", timeout=WAIT)
     shot(page, "binder-demo-and-sidebar")
     run_cells(page, 6)  # compute, the tables, close
     close = page.locator(".jp-NotebookPanel .jp-CodeCell").nth(4)  # the demo's last code cell
