@@ -25,7 +25,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from percentiles import summary_ms  # noqa: E402  (bench/, next to this script)
+import machine  # noqa: E402  (bench/, next to this script)
+from percentiles import summary_ms  # noqa: E402
 
 from interlink_core.apiserver import retrieved_pod_data  # noqa: E402
 from interlink_core.client import InterLinkClient, PluginClient, static_token  # noqa: E402
@@ -143,6 +144,15 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def ratios(r: dict[str, Any]) -> dict[str, float]:
+    """Through the API server / straight to the plugin, p50, per call."""
+    rows = [("create", r["create"])] + [(f"status x{n}", v) for n, v in r["status"].items()]
+    return {
+        f"{name} p50 via API / direct": v["api"]["p50_ms"] / v["direct"]["p50_ms"]
+        for name, v in rows
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pods", type=int, default=1000)
@@ -156,8 +166,11 @@ def main() -> int:
         "timed call for the 2 cores (set 0 to measure under that load)",
     )
     args = parser.parse_args()
+    before = machine.start()
     with tempfile.TemporaryDirectory(prefix="interlink-bench-") as tmp:
         results = asyncio.run(bench(Path(tmp), args.pods, args.creates, args.repeat, args.settle))
+    results["machine"] = machine.finish(before)
+    results["ratios"] = ratios(results)
     out = REPO / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "api_overhead.json").write_text(json.dumps(results, indent=2))

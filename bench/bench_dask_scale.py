@@ -48,6 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import kr8s.asyncio  # noqa: E402
+import machine  # noqa: E402  (bench/, next to this script)
 from dask_jobqueue.slurm import SLURMCluster, SLURMJob  # noqa: E402
 from distributed import Client, Scheduler  # noqa: E402
 from distributed.diagnostics.plugin import SchedulerPlugin  # noqa: E402
@@ -439,7 +440,14 @@ def main() -> int:
     args = parser.parse_args()
     variants = [v for v in VARIANTS if v in args.variants.split(",")]
     root = Path(tempfile.mkdtemp(prefix="bench-dask-scale-"))
+    before = machine.start()
     r = asyncio.run(bench(root, args.workers, args.runs, variants))
+    r["machine"] = machine.finish(before)
+    r["ratios"] = {
+        f"scale({args.workers}) median, {v} / dask-jobqueue": r[f"ratio_{v}_to_jobqueue"]
+        for v in ("k8s", "direct")
+        if f"ratio_{v}_to_jobqueue" in r
+    }
     r["command"] = " ".join(sys.argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(r, indent=2))

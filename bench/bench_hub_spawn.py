@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+import machine  # noqa: E402  (bench/, next to this script)
 from percentiles import summary_ms  # noqa: E402
 
 from tests.helpers.hub import SINGLEUSER, Hub, VirtualNode, start_hub  # noqa: E402
@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10)
     args = parser.parse_args()
     k8s, slurm = ensure_k8s(), ensure_slurm()
+    before = machine.start()
     tag = uuid.uuid4().hex[:5]
     with tempfile.TemporaryDirectory(prefix="bench-hub-") as tmpdir:
         tmp = Path(tmpdir)
@@ -160,8 +161,8 @@ def main() -> None:
     ratio = statistics.median(samples["hub"]) / statistics.median(samples["sbatch"])
     result: dict[str, Any] = {
         "n": args.n,
-        "cores": os.cpu_count(),
-        "load": os.getloadavg(),
+        "machine": machine.finish(before),
+        "ratios": {"spawn → answering, median, hub / sbatch": ratio},
         "hub": summary_ms(samples["hub"]),
         "sbatch": summary_ms(samples["sbatch"]),
         "median_ratio": ratio,
@@ -173,7 +174,7 @@ def main() -> None:
         print(
             f"{kind:8}{s['p50_ms']:10.0f}{s['p95_ms']:10.0f}{s['min_ms']:10.0f}{s['max_ms']:10.0f}"
         )
-    print(f"median ratio hub / sbatch: {ratio:.2f} (target <= 1.3); load {result['load']}")
+    print(f"median ratio hub / sbatch: {ratio:.2f} (target <= 1.3)")
     out = REPO / "bench/out"
     out.mkdir(exist_ok=True)
     (out / "hub_spawn.json").write_text(json.dumps(result, indent=2))

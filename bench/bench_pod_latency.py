@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import kr8s.asyncio  # noqa: E402
+import machine  # noqa: E402
 from bench_slurm_latency import POLL, gone, write_table  # noqa: E402
 from percentiles import summary_ms  # noqa: E402
 
@@ -144,8 +145,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=50)
     args = parser.parse_args()
+    before = machine.start()
     with tempfile.TemporaryDirectory(prefix="interlink-podlat-") as tmp:
         r = asyncio.run(bench(Path(tmp), args.n))
+    r["machine"] = machine.finish(before)
+    r["ratios"] = {"pod created → Running, median / sbatch → RUNNING": r["ratio_median"]}
     rows = (("raw", "sbatch → job RUNNING"), ("pod", "pod created → pod Running"))
     write_table(r, "pod_latency", rows)
     return 0

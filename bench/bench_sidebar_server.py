@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
 import httpx  # noqa: E402
+import machine  # noqa: E402  (bench/, next to this script)
 from percentiles import summary_ms  # noqa: E402
 
 from tests.helpers.jupyter import (  # noqa: E402
@@ -51,11 +52,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def load() -> str:
-    one, five, _ = os.getloadavg()
-    return f"load {one:.2f}/{five:.2f}, {os.cpu_count()} cores"
 
 
 async def follow(url: str, names: list[str], stop: asyncio.Event, counter: list[int]) -> None:
@@ -169,10 +165,11 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=100)
     parser.add_argument("--requests", type=int, default=50)
     args = parser.parse_args()
-    before = load()
+    before = machine.start()
     r = asyncio.run(run(args.clusters, args.pods, args.requests))
-    r["machine"] = f"{before} at start, {load()} at end"
-    print(f"sidebar server cost ({r['machine']})")
+    r["machine"] = machine.finish(before)
+    r["ratios"] = {"CPU while 1,000 pods start, Jupyter server / VK": r["server_to_vk_cpu"]}
+    print("sidebar server cost")
     print(
         f"{r['clusters']} clusters x {r['pods_per_cluster']} pods, {r['pods_running']} running "
         f"after {r['window_s']:.0f} s; {r['stream_messages']} stream messages"

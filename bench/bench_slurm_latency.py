@@ -27,7 +27,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from percentiles import summary_ms  # noqa: E402  (bench/, next to this script)
+import machine  # noqa: E402  (bench/, next to this script)
+from percentiles import summary_ms  # noqa: E402
 
 from interlink_core.config import build_config  # noqa: E402
 from interlink_core.models import RetrievedPodData  # noqa: E402
@@ -137,8 +138,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=50)
     args = parser.parse_args()
+    before = machine.start()
     with tempfile.TemporaryDirectory(prefix="interlink-lat-") as tmp:
         r = asyncio.run(bench(Path(tmp), args.n))
+    r["machine"] = machine.finish(before)
+    r["ratios"] = {"create → running, median / sbatch → RUNNING": r["ratio_median"]}
     rows = (("raw", "sbatch → RUNNING"), ("ours", "plugin create → running"))
     write_table(r, "slurm_latency", rows)
     return 0

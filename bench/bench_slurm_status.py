@@ -24,6 +24,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import machine  # noqa: E402  (bench/, next to this script)
+
 from interlink_core.config import build_config  # noqa: E402
 from interlink_core.models import RetrievedPodData  # noqa: E402
 from interlink_core.store import JobRecord  # noqa: E402
@@ -106,8 +108,14 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=10)
     args = parser.parse_args()
+    before = machine.start()
     with tempfile.TemporaryDirectory(prefix="interlink-slurm-bench-") as tmp:
         r = asyncio.run(bench(Path(tmp), args.jobs, args.repeat))
+    r["machine"] = machine.finish(before)
+    r["ratios"] = {
+        "status cycle p50, ours / one squeue per job": r["ours"]["p50_ms"]
+        / r["per_job_squeue"]["p50_ms"]
+    }
     out = REPO / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "slurm_status.json").write_text(json.dumps(r, indent=2))
