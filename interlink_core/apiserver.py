@@ -35,14 +35,16 @@ from fastapi.security import HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from starlette.background import BackgroundTask
 
 from . import __version__
 from .auth import AuthConfig, Authenticator, Identity
-from .client import SESSION_HEADER, Answer, PluginClient, RemoteError
+from .client import SESSION_HEADER, Answer, PluginClient, RemoteError, token_file
 from .config import StrictModel, load_config
-from .errors import BackendUnavailable, Forbidden, InterLinkError, NotFound, is_final
+from .errors import BackendUnavailable, ConfigError, Forbidden, NotFound, Unauthorized, is_final
+from .guards import BodyLimit, JsonOnly, add_error_handlers
+from .kubenames import check_pod_names
 from .models import (
     JSON,
     POD_LIST,
@@ -65,6 +67,7 @@ from .models import (
 from .podspec import object_refs
 from .serve import Listen, run
 from .tenancy import TenantRegistry
+from .tlsfiles import ca_problem, cert_pair_problem, file_problem, problems
 
 log = logging.getLogger("interlink.api")
 TENANT_HEADER = "InterLink-Tenant"
@@ -109,6 +112,32 @@ class PluginEndpoint(StrictModel):
     )
     timeout_seconds: float = Field(default=120.0, gt=0)
     ca_file: Path | None = None
+    token_file: Path | None = Field(
+        default=None,
+        description="A plugin on TCP with token_file: the same token, sent as a bearer token "
+        "(re-read at each call, so it can be rotated on disk).",
+    )
+    client_cert: Path | None = Field(
+        default=None, description="A plugin on TCP with mTLS: our client certificate (PEM)."
+    )
+    client_key: Path | None = Field(default=None, description="The client certificate's key.")
+
+    @model_validator(mode="after")
+    def _cert_pair(self) -> PluginEndpoint:
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("client_cert and client_key go together: give both or neither")
+        if self.client_cert is not None and not self.url.startswith("https://"):
+            raise ValueError(
+                f"client_cert needs an https:// plugin url (it is {self.url}): a client "
+                "certificate is presented over TLS only"
+            )
+        return self
+
+    def client_pair(self) -> tuple[Path, Path] | None:
+        """The client certificate and key, if configured."""
+        if self.client_cert is None or self.client_key is None:
+            return None
+        return self.client_cert.expanduser(), self.client_key.expanduser()
 
     def resolved_url(self) -> str:
         """The URL with ``~`` expanded in a socket path."""
@@ -126,6 +155,30 @@ class ApiServerConfig(StrictModel):
     state_dir: Path = Path("~/.local/state/interlink/api")
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
 
+    @model_validator(mode="after")
+    def _mtls_needs_tls(self) -> ApiServerConfig:
+        if self.auth.mtls is not None and self.listen.tls is None:
+            raise ValueError(
+                "auth.mtls is set but listen.tls is not: client certificates are only seen "
+                "over TLS; set listen.tls.cert and listen.tls.key (or remove auth.mtls)"
+            )
+        return self
+
+    def file_problems(self) -> list[str]:
+        """Files this configuration names that are missing or do not parse, one line each
+        with the key and the fix (checked at start-up and by ``interlink doctor``)."""
+        tls = self.listen.tls
+        plugin = self.plugin
+        return problems(
+            cert_pair_problem(tls.cert, tls.key, "listen.tls") if tls else None,
+            *self.auth.file_problems(),
+            ca_problem(plugin.ca_file, "plugin.ca_file"),
+            file_problem(plugin.token_file, "plugin.token_file", "the plugin's token file"),
+            cert_pair_problem(plugin.client_cert, plugin.client_key, "plugin.client")
+            if plugin.client_cert
+            else None,
+        )
+
     def listen_spec(self) -> Listen:
         """The :class:`Listen` for the server."""
         if self.listen.socket:
@@ -140,59 +193,7 @@ class ApiServerConfig(StrictModel):
         )
 
 
-# --- request size limit -------------------------------------------------------------------------
-
-
-class BodyLimit:
-    """ASGI middleware: refuse request bodies larger than ``limit`` bytes with a 413."""
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await self._refuse(send)
-                return
-        seen = 0
-        refused = False
-
-        async def limited() -> Message:
-            nonlocal seen, refused
-            if refused:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    refused = True
-                    await self._refuse(send)
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded(message: Message) -> None:
-            if not refused:  # once refused, the app's own answer is dropped
-                await send(message)
-
-        await self.app(scope, limited, guarded)
-
-    async def _refuse(self, send: Send) -> None:
-        body = (
-            b'{"error": "request body larger than max_request_bytes (%d bytes); send fewer '
-            b'pods per call or raise max_request_bytes"}' % self.limit
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+# --- observing requests ---------------------------------------------------------------------
 
 
 class Observe:
@@ -432,6 +433,10 @@ def make_app(config: ApiServerConfig) -> Any:
             plugin=PluginClient(
                 config.plugin.resolved_url(),
                 ca_file=config.plugin.ca_file,
+                client_cert=config.plugin.client_pair(),
+                token=token_file(config.plugin.token_file.expanduser())
+                if config.plugin.token_file
+                else None,
                 timeout=config.plugin.timeout_seconds,
             ),
             registry=TenantRegistry(state / "tenants.sqlite"),
@@ -458,11 +463,11 @@ def make_app(config: ApiServerConfig) -> Any:
         ),
     )
 
-    @app.exception_handler(InterLinkError)
-    async def _known(request: Request, exc: InterLinkError) -> JSONResponse:
-        headers = {}
-        if exc.status_code == 401:
-            headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    add_error_handlers(app)
+
+    @app.exception_handler(Unauthorized)
+    async def _unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:
+        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
         return JSONResponse({"error": exc.message}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -496,6 +501,7 @@ def make_app(config: ApiServerConfig) -> Any:
         request: Request, body: PodCreateRequests, who: Caller, edge: EdgeDep
     ) -> JSONResponse:
         """Create one pod on the remote side (idempotent per pod UID)."""
+        check_pod_names(body.pod)
         namespace, name, uid = pod_meta(body.pod)
         owned = edge.registry.claim(uid, who.tenant, namespace, name)
         if owned.job_id:
@@ -612,6 +618,7 @@ def make_app(config: ApiServerConfig) -> Any:
     ) -> Response:
         """Rewrite the volume files of a running pod (our addition: the VK refreshes
         service-account tokens before they expire); 501 when the plugin cannot."""
+        check_pod_names(body.pod)
         namespace, name, uid = pod_meta(body.pod)
         if uid not in owned_or_refuse(edge, who, [uid]):
             raise NotFound(f"pod {namespace}/{name} is not known to this API server")
@@ -629,19 +636,19 @@ def make_app(config: ApiServerConfig) -> Any:
     async def get_logs(
         request: Request, req: Annotated[LogStruct, Body()], who: Caller, edge: EdgeDep
     ) -> Response:
-        """A container's log as text; streamed while the container runs when Opts.Follow."""
+        """A container's log as text, streamed from the plugin as it comes (never held here
+        whole); while the container runs when Opts.Follow."""
         owners = owned_or_refuse(edge, who, [req.PodUID])
         if req.PodUID not in owners:
             raise NotFound(f"pod {req.Namespace}/{req.PodName} is not known to this API server")
-        headers = plugin_headers(who)
-        session = request.state.session
-        if not req.Opts.Follow:
-            body: bytes = await forward(
-                request, edge.plugin.logs(req, session=session, headers=headers)
-            )
-            return Response(body, media_type="text/plain")
         stream = await forward(
-            request, edge.plugin.open_log_stream(req, session=session, headers=headers)
+            request,
+            edge.plugin.open_log_stream(
+                req,
+                session=request.state.session,
+                headers=plugin_headers(who),
+                follow=req.Opts.Follow,
+            ),
         )
         return StreamingResponse(stream, media_type="text/plain")
 
@@ -677,9 +684,11 @@ def make_app(config: ApiServerConfig) -> Any:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return BodyLimit(Observe(app, metrics), config.max_request_bytes)
+    return BodyLimit(Observe(JsonOnly(app, BODY_ROUTES), metrics), config.max_request_bytes)
 
 
+BODY_ROUTES = ("/create", "/delete", "/status", "/getLogs", "/updateVolumes", "/updateCache")
+"""Routes that read a JSON body (a request without a JSON Content-Type gets a 415)."""
 _ROUTES = {
     "/create",
     "/delete",
@@ -726,6 +735,9 @@ def _run(args: argparse.Namespace) -> int:
             "auth.insecure_dev_token": args.insecure_dev_token,
         },
     )
+    found = config.file_problems()
+    if found:
+        raise ConfigError("refusing to start:\n  " + "\n  ".join(found))
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     listen = config.listen_spec()
     log.info("interLink API server on %s, plugin at %s", listen.describe(), config.plugin.url)

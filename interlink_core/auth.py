@@ -14,11 +14,12 @@ from typing import Any
 
 import aiohttp
 import jwt
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .client import Endpoint
 from .config import StrictModel
 from .errors import BackendUnavailable, Forbidden, Unauthorized
+from .tlsfiles import ca_problem, problems
 
 log = logging.getLogger("interlink.auth")
 
@@ -40,6 +41,24 @@ class OIDCConfig(StrictModel):
     )
     tenant_claim: str = Field(default="sub", description="The claim that names the tenant.")
     jwks_refresh_seconds: int = Field(default=600, ge=10)
+    insecure_http_issuer: bool = Field(
+        default=False,
+        description="Accept an http:// issuer (development only: keys would travel in clear).",
+    )
+
+    @model_validator(mode="after")
+    def _https(self) -> OIDCConfig:
+        if not self.issuer.startswith("https://") and not self.insecure_http_issuer:
+            raise ValueError(
+                f"issuer must be an https:// URL, not {self.issuer!r}: the signing "
+                "keys are fetched from it (for a development issuer, set "
+                "insecure_http_issuer: true)"
+            )
+        return self
+
+
+TENANT_ATTRIBUTES = {"CN": "commonName", "O": "organizationName", "OU": "organizationalUnitName"}
+"""``auth.mtls.tenant_from`` values and the certificate subject attributes they name."""
 
 
 class MTLSConfig(StrictModel):
@@ -49,6 +68,16 @@ class MTLSConfig(StrictModel):
     tenant_from: str = Field(
         default="CN", description="Subject attribute that names the tenant (CN, O or OU)."
     )
+
+    @field_validator("tenant_from")
+    @classmethod
+    def _known_attribute(cls, value: str) -> str:
+        if value not in TENANT_ATTRIBUTES:
+            raise ValueError(
+                f"{value!r} is not a subject attribute we read: use CN, O or OU "
+                "(the certificate subject's common name, organization or organizational unit)"
+            )
+        return value
 
 
 class AuthConfig(StrictModel):
@@ -70,6 +99,13 @@ class AuthConfig(StrictModel):
                 "(client_ca), or for a local demo auth.insecure_dev_token"
             )
         return self
+
+    def file_problems(self) -> list[str]:
+        """Missing or unreadable CA files (checked at start-up and by ``interlink doctor``)."""
+        return problems(
+            ca_problem(self.oidc.ca_file if self.oidc else None, "auth.oidc.ca_file"),
+            ca_problem(self.mtls.client_ca if self.mtls else None, "auth.mtls.client_ca"),
+        )
 
 
 @dataclass(frozen=True)
@@ -170,8 +206,7 @@ class Authenticator:
 
     def _certificate(self, cert: dict[str, Any]) -> Identity:
         assert self.cfg.mtls
-        attrs = {"CN": "commonName", "O": "organizationName", "OU": "organizationalUnitName"}
-        wanted = attrs.get(self.cfg.mtls.tenant_from, self.cfg.mtls.tenant_from)
+        wanted = TENANT_ATTRIBUTES[self.cfg.mtls.tenant_from]
         subject = {k: v for rdn in cert.get("subject", ()) for k, v in rdn}
         tenant = subject.get(wanted)
         if not tenant:

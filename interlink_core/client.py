@@ -339,25 +339,42 @@ class _ClientBase:
         resp = await self.wire.call("GET", "/getLogs", body, session=session, headers=headers)
         return resp.content
 
-    async def follow_logs(
-        self, request: LogStruct, session: str | None = None, headers: dict[str, str] | None = None
+    async def stream_logs(
+        self,
+        request: LogStruct,
+        session: str | None = None,
+        headers: dict[str, str] | None = None,
+        follow: bool = False,
     ) -> AsyncGenerator[bytes, None]:
-        """A container's log as a stream (``Opts.Follow`` is set for you)."""
+        """A container's log as a stream of chunks as they arrive (``follow``: ``Opts.Follow``
+        is set for you)."""
         body = dump(request)
-        body["Opts"]["Follow"] = True
+        if follow:
+            body["Opts"]["Follow"] = True
         async with self.wire.stream(
             "GET", "/getLogs", body, session=session, headers=headers
         ) as chunks:
             async for chunk in chunks:
                 yield chunk
 
-    async def open_log_stream(
+    async def follow_logs(
         self, request: LogStruct, session: str | None = None, headers: dict[str, str] | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """A container's log as a stream (``Opts.Follow`` is set for you)."""
+        async for chunk in self.stream_logs(request, session, headers, follow=True):
+            yield chunk
+
+    async def open_log_stream(
+        self,
+        request: LogStruct,
+        session: str | None = None,
+        headers: dict[str, str] | None = None,
+        follow: bool = True,
     ) -> AsyncIterator[bytes]:
-        """A followed log whose connection is made and first chunk read now, so that a
-        refusal raises here (and can be answered with its status) instead of inside an
-        already-started streamed answer."""
-        stream = self.follow_logs(request, session, headers)
+        """A log stream (followed unless ``follow=False``) whose connection is made and first
+        chunk read now, so that a refusal raises here (and can be answered with its status)
+        instead of inside an already-started streamed answer."""
+        stream = self.stream_logs(request, session, headers, follow=follow)
         try:
             first = await anext(stream, b"")
         except BaseException:

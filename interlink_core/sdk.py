@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,7 +43,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import Field, ValidationError
 
 from .config import StrictModel, load_config
-from .errors import BadRequest, ConfigError, InterLinkError, NotFound, Unsupported
+from .errors import BadRequest, ConfigError, NotFound, Unsupported
+from .guards import BodyLimit, CallerCheck, JsonOnly, SecretFile, add_error_handlers
+from .kubenames import check_pod_names
+from .logs import answer_limit
 from .models import (
     JSON,
     POD,
@@ -64,6 +68,17 @@ log = logging.getLogger("interlink.plugin")
 SESSION_HEADER = "InterLink-Http-Session"
 
 
+class PluginTLS(StrictModel):
+    """The plugin's own certificate on TCP and, for mTLS, the CA that signs its callers'."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = Field(
+        default=None,
+        description="Accept callers with a client certificate signed by this CA (mTLS).",
+    )
+
+
 class PluginConfig(StrictModel):
     """Settings every plugin has; a backend extends this model with its own keys."""
 
@@ -75,18 +90,88 @@ class PluginConfig(StrictModel):
         default=None, description="Unix socket to serve on (default: <state_dir>/plugin.sock)."
     )
     host: str = "127.0.0.1"
-    port: int | None = Field(default=None, description="Serve on TCP instead of a unix socket.")
+    port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Serve on TCP instead of a unix socket (needs token_file or tls.client_ca).",
+    )
+    token_file: Path | None = Field(
+        default=None,
+        description="On TCP: callers must send 'Authorization: Bearer <the token in this file>' "
+        "(re-read when the file changes).",
+    )
+    tls: PluginTLS | None = Field(default=None, description="On TCP: HTTPS, and mTLS.")
+    insecure_dev: bool = Field(
+        default=False,
+        description="Allow TCP without token or mTLS, on a loopback host only (development).",
+    )
+    max_request_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="Larger request bodies get a 413."
+    )
+    max_log_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1,
+        description="Most bytes of a log one /getLogs answer carries (LimitBytes lowers it).",
+    )
 
     def listen(self) -> Listen:
         """Where this plugin listens."""
         if self.port is not None:
-            return Listen(host=self.host, port=self.port)
-        return Listen(socket=self.socket or self.state_path / "plugin.sock")
+            tls = self.tls
+            return Listen(
+                host=self.host,
+                port=self.port,
+                certfile=tls.cert.expanduser() if tls else None,
+                keyfile=tls.key.expanduser() if tls else None,
+                client_ca=tls.client_ca.expanduser() if tls and tls.client_ca else None,
+            )
+        return Listen(socket=(self.socket or self.state_path / "plugin.sock").expanduser())
+
+    def transport_problem(self, loopback_only: bool = False) -> str | None:
+        """Why this plugin must not serve where it is configured to, with the fix; ``None``
+        when it may (a unix socket; TCP with a token or mTLS; loopback with insecure_dev)."""
+        if self.port is None:
+            return None
+        where = f"{self.host}:{self.port}"
+        if loopback_only and not is_loopback(self.host):
+            return (
+                f"host: this plugin runs commands on this host as its own user and serves only "
+                f"on a unix socket or loopback, not on {where}; use socket (the default), or "
+                "host: 127.0.0.1"
+            )
+        if self.tls and self.tls.client_ca and not self.tls.client_ca.expanduser().is_file():
+            return f"tls.client_ca: {self.tls.client_ca} does not exist; give the CA file"
+        if self.token_file is not None or (self.tls and self.tls.client_ca):
+            return None
+        if self.insecure_dev:
+            if is_loopback(self.host):
+                return None
+            return (
+                f"insecure_dev: allowed on a loopback host only, not on {where}; set token_file "
+                "(or --token-file) or tls with client_ca"
+            )
+        return (
+            f"port: a plugin on TCP ({where}) would run anything for anyone who reaches the "
+            "port; set token_file (--token-file; the API server sends it with plugin.token_file) "
+            "or tls with cert, key and client_ca (mTLS), or serve on a unix socket (drop port); "
+            "for a loopback-only test, add --insecure-dev"
+        )
 
     @property
     def state_path(self) -> Path:
         """``state_dir`` with ``~`` expanded."""
         return self.state_dir.expanduser()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -103,6 +188,10 @@ class Plugin(ABC):
 
     name: ClassVar[str] = "plugin"
     config_model: ClassVar[type[PluginConfig]] = PluginConfig
+    loopback_only: ClassVar[bool] = False
+    """Refuse TCP on anything but loopback (a backend that runs commands as its own user)."""
+    startup_warning: ClassVar[str] = ""
+    """Logged as a warning when the service starts (what an operator must know)."""
 
     def __init__(self, config: PluginConfig) -> None:
         self.config = config
@@ -167,13 +256,54 @@ def parse(adapter: Callable[[Any], Any], value: Any) -> Any:
         raise BadRequest(validation_message(exc)) from None
 
 
-def error_response(exc: InterLinkError) -> JSONResponse:
-    """The JSON error answer shared by the plugin and the API server."""
-    return JSONResponse({"error": exc.message}, status_code=exc.status_code)
+async def primed(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``stream`` with its first chunk read now, so that an error it raises at once becomes
+    an error answer instead of a broken streamed one."""
+    try:
+        first = await anext(stream, b"")
+    except BaseException:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        raise
+
+    async def relay() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        async for chunk in stream:
+            yield chunk
+
+    return relay()
 
 
-def make_plugin_app(plugin: Plugin) -> FastAPI:
-    """The FastAPI app serving ``plugin`` with the interLink plugin routes."""
+async def capped(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """At most ``limit`` bytes of ``stream``."""
+    left = limit
+    async for chunk in stream:
+        if left <= 0:
+            break
+        yield chunk[:left]
+        left -= len(chunk)
+
+
+PLUGIN_BODY_ROUTES = ("/create", "/delete", "/status", "/getLogs", "/updateVolumes")
+"""Plugin routes that read a JSON body."""
+
+
+def make_plugin_app(plugin: Plugin) -> Any:
+    """The plugin routes serving ``plugin``, as an ASGI app: FastAPI inside the request
+    guards (caller check on TCP, body size limit, JSON Content-Type)."""
+    app = _plugin_routes(plugin)
+    cfg = plugin.config
+    guarded: Any = BodyLimit(JsonOnly(app, PLUGIN_BODY_ROUTES), cfg.max_request_bytes)
+    if cfg.port is not None and (cfg.token_file is not None or (cfg.tls and cfg.tls.client_ca)):
+        token = SecretFile(cfg.token_file, "token_file") if cfg.token_file else None
+        guarded = CallerCheck(guarded, token, certificates=bool(cfg.tls and cfg.tls.client_ca))
+    return guarded
+
+
+def _plugin_routes(plugin: Plugin) -> FastAPI:
+    """The FastAPI app with the interLink plugin routes."""
     locks: dict[str, asyncio.Lock] = {}
 
     @asynccontextmanager
@@ -185,10 +315,7 @@ def make_plugin_app(plugin: Plugin) -> FastAPI:
             await plugin.stop()
 
     app = FastAPI(title=f"interLink plugin: {plugin.name}", lifespan=lifespan)
-
-    @app.exception_handler(InterLinkError)
-    async def _known(_: Request, exc: InterLinkError) -> JSONResponse:
-        return error_response(exc)
+    add_error_handlers(app)
 
     async def create_one(data: RetrievedPodData) -> CreateStruct:
         _, _, uid = pod_meta(data.pod)
@@ -207,19 +334,24 @@ def make_plugin_app(plugin: Plugin) -> FastAPI:
         locks.pop(uid, None)
         return CreateStruct(PodUID=uid, PodJID=done.job_id)
 
+    def pod_data(body: Any, where: str = "pod") -> RetrievedPodData:
+        data: RetrievedPodData = parse(RetrievedPodData.model_validate, body)
+        check_pod_names(data.pod, where)
+        return data
+
     @app.post("/create")
     async def create(request: Request) -> Response:
         body = await _json_body(request)
         if isinstance(body, list):
-            items = [parse(RetrievedPodData.model_validate, b) for b in body]
+            items = [pod_data(b, f"[{i}].pod") for i, b in enumerate(body)]
             answers = [dump(await create_one(item)) for item in items]
             return JSONResponse(answers)
-        item = parse(RetrievedPodData.model_validate, body)
+        item = pod_data(body)
         return JSONResponse(dump(await create_one(item)))
 
     @app.post("/updateVolumes")
     async def update_volumes(request: Request) -> Response:
-        data = parse(RetrievedPodData.model_validate, await _json_body(request))
+        data = pod_data(await _json_body(request))
         namespace, name, uid = pod_meta(data.pod)
         record = plugin.store.get(uid)
         if record is None:
@@ -259,10 +391,9 @@ def make_plugin_app(plugin: Plugin) -> FastAPI:
         if record is None:
             raise NotFound(f"pod {req.Namespace}/{req.PodName} (uid {req.PodUID}) is not known")
         stream = plugin.logs(record, req)
-        if req.Opts.Follow:
-            return StreamingResponse(stream, media_type="text/plain")
-        body = b"".join([chunk async for chunk in stream])
-        return Response(body, media_type="text/plain")
+        if not req.Opts.Follow:  # a followed log is streamed as it is written, without a cap
+            stream = capped(stream, answer_limit(req.Opts, plugin.config.max_log_bytes))
+        return StreamingResponse(await primed(stream), media_type="text/plain")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -301,8 +432,22 @@ def load_plugin(backend: str, config_path: Path | None, overrides: dict[str, Any
 
 def _add_serving_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", type=Path, help="YAML configuration file")
-    p.add_argument("--socket", type=Path, help="unix socket to serve on")
-    p.add_argument("--port", type=int, help="serve on this TCP port instead of a socket")
+    p.add_argument("--socket", type=Path, help="unix socket to serve on (the default)")
+    p.add_argument(
+        "--port", type=int, help="serve on this TCP port (needs --token-file or tls.client_ca)"
+    )
+    p.add_argument("--host", help="TCP address to listen on (default 127.0.0.1)")
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        help="on TCP: callers must send this file's token as 'Authorization: Bearer ...'",
+    )
+    p.add_argument(
+        "--insecure-dev",
+        action="store_true",
+        default=None,
+        help="allow TCP without token or mTLS on a loopback host (development only)",
+    )
     p.add_argument("--state-dir", type=Path, help="where the plugin keeps its state")
     p.add_argument("--log-level", default="info")
 
@@ -311,15 +456,34 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "socket": str(args.socket) if args.socket else None,
         "port": args.port,
+        "host": args.host,
+        "token_file": str(args.token_file) if args.token_file else None,
+        "insecure_dev": args.insecure_dev,
         "state_dir": str(args.state_dir) if args.state_dir else None,
     }
 
 
 def _serve(plugin: Plugin, log_level: str) -> int:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    problem = plugin.config.transport_problem(plugin.loopback_only)
+    if problem:
+        raise ConfigError(f"refusing to start: {problem}")
+    if plugin.startup_warning:
+        log.warning("plugin %s: %s", plugin.name, plugin.startup_warning)
+    if (
+        plugin.config.port is not None
+        and plugin.config.insecure_dev
+        and not (plugin.config.token_file or (plugin.config.tls and plugin.config.tls.client_ca))
+    ):
+        log.warning(
+            "INSECURE: plugin %s on TCP without token or mTLS (insecure_dev): every local user "
+            "can use it",
+            plugin.name,
+        )
+    app = make_plugin_app(plugin)
     listen = plugin.config.listen()
     log.info("plugin %s serving on %s", plugin.name, listen.describe())
-    run(make_plugin_app(plugin), listen, log_level=log_level)
+    run(app, listen, log_level=log_level)
     return 0
 
 
@@ -335,6 +499,6 @@ def serve_plugin(cls: type[Plugin], argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(cls.config_model, args.config, _overrides(args))
+        return _serve(cls(config), args.log_level)
     except ConfigError as exc:
         parser.exit(2, f"{exc}\n")
-    return _serve(cls(config), args.log_level)

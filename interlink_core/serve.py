@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import ssl
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,12 +58,7 @@ def uvicorn_config(app: Any, listen: Listen, log_level: str = "warning") -> uvic
         "timeout_graceful_shutdown": 5,
         "access_log": False,
     }
-    if listen.socket is not None:
-        listen.socket.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            listen.socket.unlink()
-        kwargs["uds"] = str(listen.socket)
-    else:
+    if listen.socket is None:
         kwargs["host"] = listen.host
         kwargs["port"] = listen.port
         if listen.certfile:
@@ -75,16 +72,53 @@ def uvicorn_config(app: Any, listen: Listen, log_level: str = "warning") -> uvic
     return uvicorn.Config(app, **kwargs)
 
 
+def socket_dir_problem(directory: Path) -> str | None:
+    """Why a unix socket must not live in ``directory`` (others could replace it), if so."""
+    if directory.stat().st_mode & stat.S_IWOTH:
+        return f"{directory} is writable by everyone"
+    return None
+
+
+def bind_unix_socket(path: Path) -> socket.socket:
+    """A listening unix socket at ``path`` that only its owner may use (mode 0600), in a
+    directory that only trusted users can write (it is made 0700 if it does not exist).
+
+    uvicorn's own ``uds`` option makes the socket 0666; the socket carries pods and
+    secrets, so it is bound here instead."""
+    path = path.expanduser()
+    old = os.umask(0o077)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        problem = socket_dir_problem(path.parent)
+        if problem:
+            raise ConfigError(
+                f"socket: {problem}, so the socket {path} could be replaced by another user; "
+                "put it in a directory only the service user can write (e.g. under its state_dir)"
+            )
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(str(path))
+            os.chmod(path, 0o600)
+            sock.listen(2048)
+        except OSError:
+            sock.close()
+            raise
+    finally:
+        os.umask(old)
+    return sock
+
+
 def run(app: Any, listen: Listen, log_level: str = "warning") -> None:
     """Serve ``app`` until SIGINT/SIGTERM (blocking)."""
     config = uvicorn_config(app, listen, log_level)
     server = uvicorn.Server(config)
-    if listen.socket is not None:
-        # the socket carries pods and secrets: owner only
-        old = os.umask(0o077)
-        try:
-            server.run()
-        finally:
-            os.umask(old)
-    else:
+    if listen.socket is None:
         server.run()
+        return
+    sock = bind_unix_socket(listen.socket)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()

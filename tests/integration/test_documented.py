@@ -255,11 +255,13 @@ def doctor(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def start_tcp_plugin(root: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """The local plugin served on a loopback TCP port (``port:`` in its configuration)."""
+    """The local plugin served on a loopback TCP port (``port:`` in its configuration; without
+    a token only with ``insecure_dev``, which loopback allows)."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     cfg = root / "plugin.yaml"
-    cfg.write_text(yaml.safe_dump({"state_dir": str(root / "state"), "port": port}))
+    settings = {"state_dir": str(root / "state"), "port": port, "insecure_dev": True}
+    cfg.write_text(yaml.safe_dump(settings))
     log = root / "plugin.log"
     proc = subprocess.Popen(
         [*INTERLINK, "plugin", "local", "--config", str(cfg), "--log-level", "warning"],
