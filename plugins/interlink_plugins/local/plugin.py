@@ -143,6 +143,12 @@ class LocalPlugin(Plugin):
 
     name = "local"
     config_model = LocalConfig
+    loopback_only = True
+    startup_warning = (
+        "every container runs as a process on this host, as this plugin's own Unix user, "
+        "with that user's rights (files, network); serve it only to the API server "
+        "(a unix socket, the default, or loopback)"
+    )
 
     def __init__(self, config: PluginConfig) -> None:
         super().__init__(config)
