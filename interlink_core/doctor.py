@@ -13,7 +13,15 @@ import aiohttp
 
 from .apiserver import ApiServerConfig
 from .auth import JWKSCache
-from .client import Endpoint, InterLinkClient, PluginClient, RemoteError, Retry, static_token
+from .client import (
+    Endpoint,
+    InterLinkClient,
+    PluginClient,
+    RemoteError,
+    Retry,
+    static_token,
+    token_file,
+)
 from .config import load_config
 from .errors import ConfigError, InterLinkError
 from .names import CONNECTIVITY_CONDITION, VK_NODE_SELECTOR
@@ -66,8 +74,10 @@ async def diagnose(args: argparse.Namespace) -> int:
             plugin_url = plugin_url or config.plugin.resolved_url()
         except ConfigError as exc:
             report.fail(str(exc), "correct the keys named above")
+        for problem in config.file_problems() if config else []:
+            report.fail(problem, "the API server refuses to start until this is fixed")
     if plugin_url:
-        await check_plugin(report, plugin_url)
+        await check_plugin(report, plugin_url, config)
     if config and config.auth.oidc:
         jwks = JWKSCache(config.auth.oidc)
         try:
@@ -96,8 +106,14 @@ def socket_problem(path: Path) -> str | None:
     return None
 
 
-async def check_plugin(report: Report, url: str) -> None:
-    """Is the plugin socket there, and does the plugin answer a ping?"""
+def socket_mode(path: Path) -> int:
+    """The permission bits of a socket file."""
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def check_plugin(report: Report, url: str, config: ApiServerConfig | None = None) -> None:
+    """Is the plugin socket there (owner-only), and does the plugin answer a ping (with the
+    token or client certificate of ``config``)?"""
     if url.startswith("unix://"):
         path = Path(url.removeprefix("unix://"))
         problem = socket_problem(path)
@@ -105,10 +121,32 @@ async def check_plugin(report: Report, url: str) -> None:
             report.fail(problem, "start the plugin (interlink plugin <backend>) or fix plugin.url")
             return
         report.ok(f"plugin socket {path} exists")
-    async with PluginClient(url, retry=Retry(attempts=1), timeout=10) as plugin:
+        mode = socket_mode(path)
+        if mode & 0o077:
+            report.fail(
+                f"plugin socket {path} has mode {mode:04o}: other users can send it pods",
+                "restart the plugin with this version (it makes its socket 0600)",
+            )
+    endpoint = config.plugin if config else None
+    token = endpoint.token_file.expanduser() if endpoint and endpoint.token_file else None
+    async with PluginClient(
+        url,
+        retry=Retry(attempts=1),
+        timeout=10,
+        token=token_file(token) if token else None,
+        ca_file=endpoint.ca_file if endpoint else None,
+        client_cert=endpoint.client_pair() if endpoint else None,
+    ) as plugin:
         try:
             answer = await plugin.ping()
         except InterLinkError as exc:
+            if exc.status_code == 401:
+                report.fail(
+                    f"plugin at {url} refuses us: {exc.message}",
+                    "set plugin.token_file (the plugin's token_file) or plugin.client_cert/"
+                    "client_key in the API server's configuration",
+                )
+                return
             report.fail(
                 f"plugin at {url} does not answer: {exc.message}",
                 "check that the plugin runs and its log for errors",

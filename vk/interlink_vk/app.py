@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import yaml
 
 from interlink_core.client import InterLinkClient
 from interlink_core.config import load_config
+from interlink_core.errors import ConfigError
 
 from .config import VKConfig
 from .kube import Kube, kube_api
@@ -125,6 +127,9 @@ def config_from_args(args: argparse.Namespace) -> VKConfig:
 
 def _run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    problem = config.kubeconfig_problem(os.environ)
+    if problem:
+        raise ConfigError(problem)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     if args.remove_node:
         asyncio.run(remove_node(config, args.stop_deployment, args.remove_timeout))

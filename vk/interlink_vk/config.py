@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -179,3 +181,31 @@ class VKConfig(StrictModel):
         if self.kubeconfig is not None and self.service_account_dir is not None:
             raise ValueError("give only one of kubeconfig, service_account_dir")
         return self
+
+    def kubeconfig_problem(self, env: Mapping[str, str]) -> str | None:
+        """Why the VK cannot reach Kubernetes with this configuration and environment (no
+        kubeconfig file where one is needed), with what to do; ``None`` if it can try."""
+        if self.service_account_dir is not None:
+            return None
+        fix = (
+            "give the cluster's kubeconfig with --kubeconfig FILE or kubeconfig: FILE (e.g. "
+            "kubectl config view --raw --minify > FILE), or run the VK in the cluster"
+        )
+        if self.kubeconfig is not None:
+            if not self.kubeconfig.expanduser().is_file():
+                return f"kubeconfig: {self.kubeconfig} does not exist; {fix}"
+            return None
+        if env.get("KUBERNETES_SERVICE_HOST"):
+            return None  # in a pod: kr8s takes the service account
+        named = [p for p in env.get("KUBECONFIG", "").split(os.pathsep) if p]
+        if named:
+            if any(Path(p).expanduser().is_file() for p in named):
+                return None
+            return f"$KUBECONFIG names {', '.join(named)}, which does not exist; {fix}"
+        default = Path("~/.kube/config").expanduser()
+        if default.is_file():
+            return None
+        return (
+            f"no kubeconfig: {default} does not exist, $KUBECONFIG is not set and this is not "
+            f"a pod; {fix}"
+        )
