@@ -23,6 +23,7 @@ from collections.abc import (
 )
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -420,49 +421,281 @@ Caller = Annotated[Identity, Depends(identify)]
 EdgeDep = Annotated[Edge, Depends(edge_dependency)]
 
 
-def make_app(config: ApiServerConfig) -> Any:
-    """The API server as an ASGI app (FastAPI wrapped in the body-size limit)."""
+def plugin_headers(who: Identity) -> dict[str, str]:
+    """The caller's identity for the plugin."""
+    return {TENANT_HEADER: who.tenant, SUBJECT_HEADER: who.subject}
+
+
+async def forward(edge: Edge, request: Request, call: Awaitable[Any]) -> Any:
+    """Await a plugin call; plugin failures become 502 and are counted (the plugin's own
+    refusal, 4xx, or "cannot", 501, goes to the caller as it is: not a failure)."""
+    try:
+        return await call
+    except (RemoteError, BackendUnavailable) as exc:
+        if isinstance(exc, RemoteError) and exc.status_code == 401:
+            # the plugin refuses *our* credentials: an operator's fix, not the caller's
+            edge.metrics.plugin_errors.labels(_route(request)).inc()
+            raise BackendUnavailable(
+                f"the plugin refused the API server: {exc.message} (set plugin.token_file "
+                "or plugin.client_cert to what the plugin expects)",
+                502,
+            ) from None
+        if isinstance(exc, RemoteError) and is_final(exc.status_code):
+            raise
+        edge.metrics.plugin_errors.labels(_route(request)).inc()
+        raise BackendUnavailable(f"the plugin failed: {exc.message}", 502) from None
+
+
+def owned_or_refuse(edge: Edge, who: Identity, uids: list[str]) -> dict[str, Any]:
+    """The registry entries of these pods; 403 when one belongs to another tenant."""
+    owners = edge.registry.lookup(uids)
+    foreign = sorted(u for u, o in owners.items() if o.tenant != who.tenant)
+    if foreign:
+        raise Forbidden(f"pods {', '.join(foreign)} belong to another tenant")
+    return dict(owners)
+
+
+# --- routes -------------------------------------------------------------------------------------
+
+
+async def create(
+    request: Request, body: PodCreateRequests, who: Caller, edge: EdgeDep
+) -> JSONResponse:
+    """Create one pod on the remote side (idempotent per pod UID)."""
+    check_pod_names(body.pod)
+    namespace, name, uid = pod_meta(body.pod)
+    owned = edge.registry.claim(uid, who.tenant, namespace, name)
+    if owned.job_id:
+        return JSONResponse(dump(CreateStruct(PodUID=uid, PodJID=owned.job_id)))
+    data = retrieved_pod_data(body)
+    answer: CreateStruct = await forward(
+        edge,
+        request,
+        edge.plugin.create(data, session=request.state.session, headers=plugin_headers(who)),
+    )
+    edge.registry.set_job(uid, answer.PodJID)
+    return JSONResponse(dump(CreateStruct(PodUID=uid, PodJID=answer.PodJID)))
+
+
+async def delete(
+    request: Request, pod: Annotated[Pod, Body()], who: Caller, edge: EdgeDep
+) -> Response:
+    """Delete a pod remotely; answers when the plugin confirmed it."""
+    _, _, uid = pod_meta(pod)
+    owners = owned_or_refuse(edge, who, [uid])
+    if uid not in owners:
+        raise NotFound(f"pod uid {uid} is not known to this API server")
+    await forward(
+        edge,
+        request,
+        edge.plugin.delete(pod, session=request.state.session, headers=plugin_headers(who)),
+    )
+    edge.registry.release(uid)
+    edge.metrics.forget(uid)
+    return PlainTextResponse("deleted")
+
+
+async def status(request: Request, who: Caller, edge: EdgeDep) -> Response:
+    """Statuses of all these pods in one call (pods of other tenants are refused).
+
+    Thousands of pods travel in one call, so the body goes to the plugin as it came and is
+    read for the UIDs while the plugin works; the plugin's answer is used only once they
+    passed the ownership check. The answer is read for its UIDs and passed through as it
+    came (see :func:`~interlink_core.models.pod_uids`)."""
+    body = await request.body()
+    sent = asyncio.Event()
+    call = asyncio.ensure_future(
+        forward(
+            edge,
+            request,
+            edge.plugin.wire.call(
+                "GET",
+                "/status",
+                None,
+                content=body,
+                session=request.state.session,
+                headers=plugin_headers(who),
+                sent=sent,
+            ),
+        )
+    )
+    try:
+        await sent.wait()  # the plugin has the body: check it meanwhile
+        try:
+            uids = pod_uids(body)
+        except ValidationError as exc:
+            return invalid_body(exc.errors())
+        owners = owned_or_refuse(edge, who, uids)
+        if not owners:
+            return JSONResponse([])
+        resp: Answer = await call
+    finally:
+        if not call.done():
+            call.cancel()
+            await asyncio.gather(call, return_exceptions=True)
+    try:
+        answered = status_uids(resp.content)
+    except ValidationError as exc:
+        raise BackendUnavailable(
+            f"the plugin's /status answer is not a list of pod statuses: {validation_message(exc)}",
+            502,
+        ) from None
+    if not answered:  # also a Go plugin's ``null``: ours is always a list
+        return JSONResponse([])
+    if all(uid in owners for uid in answered):  # nothing to hide: pass the bytes through
+        # pod states for /metrics: read at the next scrape (or after this answer was sent)
+        due = edge.metrics.pods.keep(resp.content)
+        later = BackgroundTask(edge.metrics.pods.read_later) if due else None
+        return Response(resp.content, media_type="application/json", background=later)
+    # statuses of pods this API server does not know for this tenant (asked for with the
+    # known ones, or answered unasked) are left out
+    kept = [s for s, uid in zip(resp.json(), answered, strict=True) if uid in owners]
+    edge.metrics.observe_statuses(kept)
+    return JSONResponse(kept)
+
+
+async def update_cache(
+    pod: Annotated[Pod, Body()], who: Caller, edge: EdgeDep
+) -> PlainTextResponse:
+    """Forget the cached state of a pod the caller no longer has (upstream's VK calls it
+    when a status names a pod that was replaced); the pod stays deletable. Another
+    tenant's pod or an unknown one is left alone, with the same answer."""
+    _, _, uid = pod_meta(pod)
+    owner = edge.registry.lookup([uid]).get(uid)
+    if owner is not None and owner.tenant == who.tenant:
+        edge.metrics.forget(uid)
+    return PlainTextResponse("Updated cache")
+
+
+async def update_volumes(
+    request: Request, body: PodCreateRequests, who: Caller, edge: EdgeDep
+) -> Response:
+    """Rewrite the volume files of a running pod (our addition: the VK refreshes
+    service-account tokens before they expire); 501 when the plugin cannot."""
+    check_pod_names(body.pod)
+    namespace, name, uid = pod_meta(body.pod)
+    if uid not in owned_or_refuse(edge, who, [uid]):
+        raise NotFound(f"pod {namespace}/{name} is not known to this API server")
+    await forward(
+        edge,
+        request,
+        edge.plugin.update_volumes(
+            retrieved_pod_data(body),
+            session=request.state.session,
+            headers=plugin_headers(who),
+        ),
+    )
+    return PlainTextResponse("updated")
+
+
+async def get_logs(
+    request: Request, req: Annotated[LogStruct, Body()], who: Caller, edge: EdgeDep
+) -> Response:
+    """A container's log as text, streamed from the plugin as it comes (never held here
+    whole); while the container runs when Opts.Follow."""
+    owners = owned_or_refuse(edge, who, [req.PodUID])
+    if req.PodUID not in owners:
+        raise NotFound(f"pod {req.Namespace}/{req.PodName} is not known to this API server")
+    stream = await forward(
+        edge,
+        request,
+        edge.plugin.open_log_stream(
+            req,
+            session=request.state.session,
+            headers=plugin_headers(who),
+            follow=req.Opts.Follow,
+        ),
+    )
+    return StreamingResponse(stream, media_type="text/plain")
+
+
+async def pinglink(request: Request, who: Caller, edge: EdgeDep) -> JSONResponse:
+    """Check the whole path to the plugin; answers the plugin's ping (status, capacity)."""
+    answer = await forward(
+        edge,
+        request,
+        edge.plugin.ping(session=request.state.session, headers=plugin_headers(who)),
+    )
+    return JSONResponse(dump(answer))
+
+
+async def healthz() -> dict[str, str]:
+    """Liveness of the API server itself (does not call the plugin)."""
+    return {"status": "ok"}
+
+
+async def prometheus(edge: EdgeDep) -> Response:
+    """Prometheus metrics."""
+    return Response(generate_latest(edge.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def add_routes(app: FastAPI) -> None:
+    """The routes of the API server (upstream's POST aliases left out of the schema)."""
+    vk: list[str | Enum] = ["VK → API server"]
+    ops: list[str | Enum] = ["operations"]
+    app.add_api_route("/create", create, methods=["POST"], response_model=CreateStruct, tags=vk)
+    app.add_api_route("/delete", delete, methods=["DELETE"], tags=vk)
+    app.add_api_route("/delete", delete, methods=["POST"], include_in_schema=False)
+    app.add_api_route(
+        "/status",
+        status,
+        methods=["GET"],
+        response_model=list[PodStatus],
+        tags=vk,
+        openapi_extra={"requestBody": STATUS_BODY},
+    )
+    app.add_api_route("/status", status, methods=["POST"], include_in_schema=False)
+    app.add_api_route("/updateCache", update_cache, methods=["POST"], tags=vk)
+    app.add_api_route("/updateVolumes", update_volumes, methods=["POST"], tags=vk)
+    app.add_api_route(
+        "/getLogs", get_logs, methods=["GET"], response_class=PlainTextResponse, tags=vk
+    )
+    app.add_api_route("/getLogs", get_logs, methods=["POST"], include_in_schema=False)
+    app.add_api_route("/pinglink", pinglink, methods=["POST"], tags=vk)
+    app.add_api_route("/healthz", healthz, methods=["GET"], tags=ops)
+    app.add_api_route(
+        "/metrics",
+        prometheus,
+        methods=["GET"],
+        response_class=PlainTextResponse,
+        tags=ops,
+    )
+
+
+def _lifespan(config: ApiServerConfig, metrics: Metrics) -> Any:
+    """Open the plugin client and tenant registry for the app's life."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = config.state_dir.expanduser()
         state.mkdir(parents=True, exist_ok=True)
+        plugin = config.plugin
         edge = Edge(
             config=config,
             auth=Authenticator(config.auth),
             plugin=PluginClient(
-                config.plugin.resolved_url(),
-                ca_file=config.plugin.ca_file,
-                client_cert=config.plugin.client_pair(),
-                token=token_file(config.plugin.token_file.expanduser())
-                if config.plugin.token_file
-                else None,
-                timeout=config.plugin.timeout_seconds,
+                plugin.resolved_url(),
+                ca_file=plugin.ca_file,
+                client_cert=plugin.client_pair(),
+                token=token_file(plugin.token_file.expanduser()) if plugin.token_file else None,
+                timeout=plugin.timeout_seconds,
             ),
             registry=TenantRegistry(state / "tenants.sqlite"),
             metrics=metrics,
         )
         app.state.edge = edge
-
         try:
             yield
         finally:
             await edge.plugin.aclose()
             edge.registry.close()
 
-    metrics = Metrics()
-    app = FastAPI(
-        title="interLink API server",
-        version=__version__,
-        lifespan=lifespan,
-        description=(
-            "The edge of an interLink deployment. Wire-compatible with upstream interLink: "
-            "routes carry no version prefix and only HTTP 200 means success. Our additions are "
-            "/healthz, /metrics and the InterLink-Tenant / InterLink-Subject headers passed to "
-            "the plugin."
-        ),
-    )
+    return lifespan
 
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """``{"error": ...}`` for everything; a 401 with ``WWW-Authenticate``; validation errors
+    naming their fields."""
     add_error_handlers(app)
 
     @app.exception_handler(Unauthorized)
@@ -474,204 +707,24 @@ def make_app(config: ApiServerConfig) -> Any:
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return invalid_body([{**err, "loc": err["loc"][1:]} for err in exc.errors()])
 
-    def plugin_headers(who: Identity) -> dict[str, str]:
-        return {TENANT_HEADER: who.tenant, SUBJECT_HEADER: who.subject}
 
-    async def forward(request: Request, call: Awaitable[Any]) -> Any:
-        """Await a plugin call; plugin failures become 502 and are counted (the plugin's own
-        refusal, 4xx, or "cannot", 501, goes to the caller as it is: not a failure)."""
-        try:
-            return await call
-        except (RemoteError, BackendUnavailable) as exc:
-            if isinstance(exc, RemoteError) and is_final(exc.status_code):
-                raise
-            route = request.url.path if request.url.path in _ROUTES else "other"
-            metrics.plugin_errors.labels(route).inc()
-            raise BackendUnavailable(f"the plugin failed: {exc.message}", 502) from None
-
-    def owned_or_refuse(edge: Edge, who: Identity, uids: list[str]) -> dict[str, Any]:
-        owners = edge.registry.lookup(uids)
-        foreign = sorted(u for u, o in owners.items() if o.tenant != who.tenant)
-        if foreign:
-            raise Forbidden(f"pods {', '.join(foreign)} belong to another tenant")
-        return dict(owners)
-
-    @app.post("/create", response_model=CreateStruct, tags=["VK → API server"])
-    async def create(
-        request: Request, body: PodCreateRequests, who: Caller, edge: EdgeDep
-    ) -> JSONResponse:
-        """Create one pod on the remote side (idempotent per pod UID)."""
-        check_pod_names(body.pod)
-        namespace, name, uid = pod_meta(body.pod)
-        owned = edge.registry.claim(uid, who.tenant, namespace, name)
-        if owned.job_id:
-            return JSONResponse(dump(CreateStruct(PodUID=uid, PodJID=owned.job_id)))
-        data = retrieved_pod_data(body)
-        answer: CreateStruct = await forward(
-            request,
-            edge.plugin.create(data, session=request.state.session, headers=plugin_headers(who)),
-        )
-        edge.registry.set_job(uid, answer.PodJID)
-        return JSONResponse(dump(CreateStruct(PodUID=uid, PodJID=answer.PodJID)))
-
-    @app.delete("/delete", tags=["VK → API server"])
-    async def delete(
-        request: Request, pod: Annotated[Pod, Body()], who: Caller, edge: EdgeDep
-    ) -> Response:
-        """Delete a pod remotely; answers when the plugin confirmed it."""
-        _, _, uid = pod_meta(pod)
-        owners = owned_or_refuse(edge, who, [uid])
-        if uid not in owners:
-            raise NotFound(f"pod uid {uid} is not known to this API server")
-        await forward(
-            request,
-            edge.plugin.delete(pod, session=request.state.session, headers=plugin_headers(who)),
-        )
-        edge.registry.release(uid)
-        metrics.forget(uid)
-        return PlainTextResponse("deleted")
-
-    app.add_api_route("/delete", delete, methods=["POST"], include_in_schema=False)
-
-    @app.get(
-        "/status",
-        response_model=list[PodStatus],
-        tags=["VK → API server"],
-        openapi_extra={"requestBody": STATUS_BODY},
+def make_app(config: ApiServerConfig) -> Any:
+    """The API server as an ASGI app: FastAPI inside the body-size limit, the metrics and
+    session middleware and the JSON Content-Type check."""
+    metrics = Metrics()
+    app = FastAPI(
+        title="interLink API server",
+        version=__version__,
+        lifespan=_lifespan(config, metrics),
+        description=(
+            "The edge of an interLink deployment. Wire-compatible with upstream interLink: "
+            "routes carry no version prefix and only HTTP 200 means success. Our additions are "
+            "/healthz, /metrics and the InterLink-Tenant / InterLink-Subject headers passed to "
+            "the plugin."
+        ),
     )
-    async def status(request: Request, who: Caller, edge: EdgeDep) -> Response:
-        """Statuses of all these pods in one call (pods of other tenants are refused).
-
-        Thousands of pods travel in one call, so the body goes to the plugin as it came and is
-        read for the UIDs while the plugin works; the plugin's answer is used only once they
-        passed the ownership check. The answer is read for its UIDs and passed through as it
-        came (see :func:`~interlink_core.models.pod_uids`)."""
-        body = await request.body()
-        sent = asyncio.Event()
-        call = asyncio.ensure_future(
-            forward(
-                request,
-                edge.plugin.wire.call(
-                    "GET",
-                    "/status",
-                    None,
-                    content=body,
-                    session=request.state.session,
-                    headers=plugin_headers(who),
-                    sent=sent,
-                ),
-            )
-        )
-        try:
-            await sent.wait()  # the plugin has the body: check it meanwhile
-            try:
-                uids = pod_uids(body)
-            except ValidationError as exc:
-                return invalid_body(exc.errors())
-            owners = owned_or_refuse(edge, who, uids)
-            if not owners:
-                return JSONResponse([])
-            resp: Answer = await call
-        finally:
-            if not call.done():
-                call.cancel()
-                await asyncio.gather(call, return_exceptions=True)
-        try:
-            answered = status_uids(resp.content)
-        except ValidationError as exc:
-            raise BackendUnavailable(
-                f"the plugin's /status answer is not a list of pod statuses: "
-                f"{validation_message(exc)}",
-                502,
-            ) from None
-        if not answered:  # also a Go plugin's ``null``: ours is always a list
-            return JSONResponse([])
-        if all(uid in owners for uid in answered):  # nothing to hide: pass the bytes through
-            # pod states for /metrics: read at the next scrape (or after this answer was sent)
-            due = metrics.pods.keep(resp.content)
-            later = BackgroundTask(metrics.pods.read_later) if due else None
-            return Response(resp.content, media_type="application/json", background=later)
-        # statuses of pods this API server does not know for this tenant (asked for with the
-        # known ones, or answered unasked) are left out
-        kept = [s for s, uid in zip(resp.json(), answered, strict=True) if uid in owners]
-        metrics.observe_statuses(kept)
-        return JSONResponse(kept)
-
-    app.add_api_route("/status", status, methods=["POST"], include_in_schema=False)
-
-    @app.post("/updateCache", tags=["VK → API server"])
-    async def update_cache(
-        pod: Annotated[Pod, Body()], who: Caller, edge: EdgeDep
-    ) -> PlainTextResponse:
-        """Forget the cached state of a pod the caller no longer has (upstream's VK calls it
-        when a status names a pod that was replaced); the pod stays deletable. Another
-        tenant's pod or an unknown one is left alone, with the same answer."""
-        _, _, uid = pod_meta(pod)
-        owner = edge.registry.lookup([uid]).get(uid)
-        if owner is not None and owner.tenant == who.tenant:
-            metrics.forget(uid)
-        return PlainTextResponse("Updated cache")
-
-    @app.post("/updateVolumes", tags=["VK → API server"])
-    async def update_volumes(
-        request: Request, body: PodCreateRequests, who: Caller, edge: EdgeDep
-    ) -> Response:
-        """Rewrite the volume files of a running pod (our addition: the VK refreshes
-        service-account tokens before they expire); 501 when the plugin cannot."""
-        check_pod_names(body.pod)
-        namespace, name, uid = pod_meta(body.pod)
-        if uid not in owned_or_refuse(edge, who, [uid]):
-            raise NotFound(f"pod {namespace}/{name} is not known to this API server")
-        await forward(
-            request,
-            edge.plugin.update_volumes(
-                retrieved_pod_data(body),
-                session=request.state.session,
-                headers=plugin_headers(who),
-            ),
-        )
-        return PlainTextResponse("updated")
-
-    @app.get("/getLogs", response_class=PlainTextResponse, tags=["VK → API server"])
-    async def get_logs(
-        request: Request, req: Annotated[LogStruct, Body()], who: Caller, edge: EdgeDep
-    ) -> Response:
-        """A container's log as text, streamed from the plugin as it comes (never held here
-        whole); while the container runs when Opts.Follow."""
-        owners = owned_or_refuse(edge, who, [req.PodUID])
-        if req.PodUID not in owners:
-            raise NotFound(f"pod {req.Namespace}/{req.PodName} is not known to this API server")
-        stream = await forward(
-            request,
-            edge.plugin.open_log_stream(
-                req,
-                session=request.state.session,
-                headers=plugin_headers(who),
-                follow=req.Opts.Follow,
-            ),
-        )
-        return StreamingResponse(stream, media_type="text/plain")
-
-    app.add_api_route("/getLogs", get_logs, methods=["POST"], include_in_schema=False)
-
-    @app.post("/pinglink", tags=["VK → API server"])
-    async def pinglink(request: Request, who: Caller, edge: EdgeDep) -> JSONResponse:
-        """Check the whole path to the plugin; answers the plugin's ping (status, capacity)."""
-        answer = await forward(
-            request,
-            edge.plugin.ping(session=request.state.session, headers=plugin_headers(who)),
-        )
-        return JSONResponse(dump(answer))
-
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        """Liveness of the API server itself (does not call the plugin)."""
-        return {"status": "ok"}
-
-    @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"])
-    async def prometheus() -> Response:
-        """Prometheus metrics."""
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    _add_error_handlers(app)
+    add_routes(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -685,6 +738,11 @@ def make_app(config: ApiServerConfig) -> Any:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return BodyLimit(Observe(JsonOnly(app, BODY_ROUTES), metrics), config.max_request_bytes)
+
+
+def _route(request: Request) -> str:
+    """The route label of a request for metrics (``other`` for unknown paths)."""
+    return request.url.path if request.url.path in _ROUTES else "other"
 
 
 BODY_ROUTES = ("/create", "/delete", "/status", "/getLogs", "/updateVolumes", "/updateCache")
