@@ -20,7 +20,12 @@ from typing import Any
 from .errors import BadRequest, NotFound
 from .logs import follow_log, read_log
 from .models import JSON, LogStruct, PodStatus
+from .probes import SpecError, supervision_spec
 from .store import JobRecord
+
+EVENTS_FILE = "kube-events"
+EVENTS_SHOWN = 20
+"""The latest Events of a pod sent with each status (the VK forwards those it has not seen)."""
 
 
 @asynccontextmanager
@@ -95,6 +100,20 @@ def base_status(record: JobRecord, name: str) -> JSON:
     }
 
 
+OOM_MARKER = "oom"
+"""Written in a container's directory by a runtime wrapper when the kernel's OOM killer ended
+the container (see :mod:`interlink_plugins.runtimes`)."""
+OOM_EXIT_CODE = 137
+
+
+def exit_reason(cdir: str | Path, code: int, reason: str) -> str:
+    """``OOMKilled`` for an exit 137 whose container directory holds the :data:`OOM_MARKER`,
+    else ``reason``."""
+    if code == OOM_EXIT_CODE and Path(cdir, OOM_MARKER).exists():
+        return "OOMKilled"
+    return reason
+
+
 def container_files(
     record: JobRecord, name: str, container_id: str
 ) -> tuple[float | None, JSON | None]:
@@ -112,7 +131,7 @@ def container_files(
         return started, None
     return started, {
         "exitCode": code,
-        "reason": "Completed" if code == 0 else "Error",
+        "reason": exit_reason(cdir, code, "Completed" if code == 0 else "Error"),
         "startedAt": rfc3339(started or finished),
         "finishedAt": rfc3339(finished),
         "containerID": container_id,
@@ -163,6 +182,72 @@ def started_or_waiting(status: JSON, started: float | None, waiting_reason: str)
         status["ready"] = status["started"] = True
         return status
     return waiting(status, waiting_reason)
+
+
+def supervision(pod: JSON, c: JSON, where: str, fix: Callable[[str], str]) -> dict[str, Any]:
+    """The pod runner's supervision spec of one container (probes, hooks, restart policy); a
+    field the runner cannot honour is a 400 naming it."""
+    try:
+        return supervision_spec(c, where, (pod.get("spec") or {}).get("restartPolicy"), fix)
+    except SpecError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def refuse_supervision(pod: JSON, why: str) -> None:
+    """A 400 naming the first probe or lifecycle hook of the pod, for a backend that cannot
+    run them (``why`` says so)."""
+    spec = pod.get("spec") or {}
+    for kind in ("initContainers", "containers"):
+        for i, c in enumerate(spec.get(kind) or []):
+            for name in ("startupProbe", "livenessProbe", "readinessProbe", "lifecycle"):
+                if c.get(name):
+                    raise BadRequest(f"spec.{kind}[{i}].{name}: {why}")
+
+
+def apply_supervision(status: JSON, cdir: str | Path) -> JSON:
+    """Overlay what the pod runner reports for a supervised container (its ``status`` file):
+    ``restartCount``, ``lastState``, ``started``, ``ready``, and while it has not ended for
+    good, whether it runs or waits (postStart hook, ``CrashLoopBackOff``)."""
+    sup = read_json(f"{cdir}/status")
+    if sup is None:
+        return status
+    status["restartCount"] = int(sup.get("restartCount") or 0)
+    if isinstance(sup.get("lastState"), dict):
+        last = dict(sup["lastState"].get("terminated") or {})
+        for key in ("startedAt", "finishedAt"):
+            if isinstance(last.get(key), int | float):
+                last[key] = rfc3339(last[key])
+        status["lastState"] = {"terminated": last}
+    if "terminated" in (status.get("state") or {}):
+        status["ready"] = status["started"] = False
+        return status
+    status["started"], status["ready"] = bool(sup.get("started")), bool(sup.get("ready"))
+    if isinstance(sup.get("waiting"), dict):
+        status["state"] = {"waiting": sup["waiting"]}
+    elif sup.get("startedAt") is not None:
+        status["state"] = {"running": {"startedAt": rfc3339(float(sup["startedAt"]))}}
+    return status
+
+
+def recent_events(pod_dir: str | Path, limit: int = EVENTS_SHOWN) -> list[JSON]:
+    """The pod's latest ``limit`` kubelet Events (from the tail of its ``kube-events``)."""
+    try:
+        with open(f"{pod_dir}/{EVENTS_FILE}", "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - 1500 * limit))
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines[-limit:]:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # the first line may be cut
+        if isinstance(event, dict) and isinstance(event.get("seq"), int):
+            out.append(event)
+    return out
 
 
 ContainerStatusFn = Callable[[str, str, str], JSON]

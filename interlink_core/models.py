@@ -141,7 +141,11 @@ class PodStatus(WireModel):
     initContainers: ObjList = Field(default_factory=list)
     podIP: str | None = None
     """Our addition: the pod's IP where the backend knows it (left out when unknown)."""
-    omit_empty: ClassVar[frozenset[str]] = frozenset({"podIP"})
+    events: list[JSON] | None = None
+    """Our addition: the latest Events the backend recorded as a kubelet would (``Unhealthy``,
+    ``Killing``, ``BackOff``, hook failures), each ``{"seq", "at", "type", "reason", "message",
+    "container"}`` with ``seq`` increasing per pod; left out when there are none."""
+    omit_empty: ClassVar[frozenset[str]] = frozenset({"podIP", "events"})
 
 
 class ContainerLogOpts(WireModel):

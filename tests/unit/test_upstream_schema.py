@@ -67,7 +67,22 @@ POD_STATUS = struct(
         "containers": nullable_list(OBJECT),
         "initContainers": nullable_list(OBJECT),
     },
-    ours={"podIP": STRING},
+    ours={
+        "podIP": STRING,
+        "events": {
+            "type": "array",
+            "items": struct(
+                {
+                    "seq": INT,
+                    "at": {"type": "number"},
+                    "type": {"enum": ["Normal", "Warning"]},
+                    "reason": STRING,
+                    "message": STRING,
+                    "container": STRING,
+                }
+            ),
+        },
+    },
 )
 CREATE_STRUCT = struct({"PodUID": STRING, "PodJID": STRING})
 RETRIEVED_CONTAINER = struct(

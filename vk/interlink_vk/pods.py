@@ -49,6 +49,7 @@ from .kube import Kube, status_code
 from .metrics import VKMetrics
 from .owed import Owed, OwedDeletes
 from .podstatus import TERMINAL_PHASES, display_status, kube_status
+from .remote_events import RemoteEvents
 from .tokens import adopted_refresh_at, refresh_at, token_lifetime
 
 log = logging.getLogger("interlink.vk.pods")
@@ -126,6 +127,7 @@ class PodController:
     _refreshing: set[str] = field(default_factory=set)
     _no_refresh: set[str] = field(default_factory=set)  # UIDs whose edge cannot update volumes
     _missing: dict[str, float] = field(default_factory=dict)  # UID: when answers began to omit it
+    _edge_events: RemoteEvents = field(default_factory=RemoteEvents)
     owed: OwedDeletes = field(init=False)
     """The deletes the edge is still owed (pods gone from Kubernetes)."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -558,7 +560,12 @@ class PodController:
         await self._fail(pod, "ProviderLost", why)
 
     async def _apply(self, pod: JSON, answer: PodStatus) -> None:
-        """Patch the pod's status if it changed; an Event on a phase transition."""
+        """Patch the pod's status if it changed; an Event on a phase transition, and the
+        kubelet Events the edge recorded since the last answer."""
+        for event in self._edge_events.new(_uid(pod), answer.events):
+            warning = event.get("type") == "Warning"
+            reason, message = str(event.get("reason", "")), str(event.get("message", ""))
+            await self.kube.event(pod, reason, message, self.node, warning=warning)
         new = kube_status(pod, answer)
         old = pod.get("status") or {}
         if _significant(new) == _significant(old):
@@ -594,6 +601,7 @@ class PodController:
                     return False
         await self.kube.delete_pod(pod, grace=0)
         self._pods.pop(uid, None)
+        self._edge_events.forget(uid)
         self._refused.pop(uid, None)
         log.info("pod %s/%s deleted", pod["metadata"]["namespace"], pod["metadata"]["name"])
         return True

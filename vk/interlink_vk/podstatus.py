@@ -1,8 +1,11 @@
 """From a plugin's view of a pod (:class:`PodStatus`) to the ``status`` a kubelet would write:
 phase, conditions, container statuses and pod IP, following Kubernetes' own rules.
 
-Remote jobs never restart a container, so a container that ended non-zero ends the pod
-(``Failed``) whatever the pod's restartPolicy says; the reason says so.
+Plugins that run pods with the pod runner (local, SLURM) honour the pod's restartPolicy
+inside the job: a container they will restart is reported ``waiting`` (``CrashLoopBackOff``
+during back-off) with its ``lastState``, and the pod stays ``Running``; a ``terminated`` state
+is final. A backend that never restarts (HTCondor) reports the end at once, so a container that
+ended non-zero ends the pod (``Failed``) whatever the restartPolicy says; the message says so.
 """
 
 from __future__ import annotations
@@ -63,6 +66,12 @@ def _condition(
     return cond_out
 
 
+def _restarting(c: JSON) -> bool:
+    """A container that ended and waits to be restarted (it has a ``lastState``)."""
+    last = c.get("lastState")
+    return "waiting" in _state(c) and isinstance(last, dict) and "terminated" in last
+
+
 def pod_phase(inits: list[JSON], mains: list[JSON]) -> tuple[str, str]:
     """``(phase, reason)`` of a pod from its container statuses."""
     for c in inits:
@@ -73,7 +82,7 @@ def pod_phase(inits: list[JSON], mains: list[JSON]) -> tuple[str, str]:
     if main_states and all("terminated" in s for s in main_states):
         failed = any(s["terminated"].get("exitCode", 0) != 0 for s in main_states)
         return ("Failed", "ContainerFailed") if failed else ("Succeeded", "")
-    if any("running" in s for s in main_states):
+    if any("running" in s for s in main_states) or any(_restarting(c) for c in mains):
         return "Running", ""
     if any("terminated" in s for s in main_states):  # some ended, none running, some waiting
         if any(s["terminated"].get("exitCode", 0) != 0 for s in main_states if "terminated" in s):
@@ -125,8 +134,9 @@ def kube_status(pod: JSON, remote: PodStatus, now: str | None = None) -> JSON:
             status["message"] = (
                 f"container {failed[0]['name']} exited with code {term.get('exitCode')}"
                 + (f" ({term['reason']})" if term.get("reason") else "")
-                + "; remote jobs do not restart containers"
             )
+            if spec.get("restartPolicy", "Always") != "Never" and not failed[0].get("lastState"):
+                status["message"] += "; this backend does not restart containers"
     if remote.podIP:
         status["podIP"] = remote.podIP
         status["podIPs"] = [{"ip": remote.podIP}]

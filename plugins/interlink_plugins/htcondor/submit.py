@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from interlink_core.errors import BadRequest
+from interlink_core.jobfiles import refuse_supervision
 from interlink_core.models import JSON, RetrievedPodData
 from interlink_core.podspec import checked_uid, pod_containers
 from interlink_plugins.slurm.config import SlurmConfig
@@ -142,6 +143,12 @@ def resource_requests(containers: list[tuple[str, str, JSON]]) -> dict[str, str]
     return out
 
 
+HTCONDOR_NO_PROBES = (
+    "the HTCondor plugin does not run probes or lifecycle hooks (its jobs are not supervised); "
+    "remove it, or use the SLURM or local node"
+)
+
+
 def _script_config(cfg: HTCondorConfig) -> SlurmConfig:
     """The settings the shared job-script generator reads (runtime and Apptainer only)."""
     return SlurmConfig(
@@ -162,8 +169,11 @@ def _script(
     meta["annotations"] = {
         k: v for k, v in _annotations(data.pod).items() if not k.startswith(SLURM_ANNOTATIONS)
     }
+    refuse_supervision(data.pod, HTCONDOR_NO_PROBES)
+    # the plain wrapper: HTCondor jobs do not restart containers (the VK's message says so)
+    spec = {**(data.pod.get("spec") or {}), "restartPolicy": "Never"}
     plan, files = build_job(
-        data.model_copy(update={"pod": {**data.pod, "metadata": meta}}),
+        data.model_copy(update={"pod": {**data.pod, "metadata": meta, "spec": spec}}),
         _script_config(cfg),
         pod_dir,
     )

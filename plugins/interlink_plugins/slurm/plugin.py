@@ -23,11 +23,13 @@ from pydantic import Field
 
 from interlink_core.errors import BackendUnavailable, BadRequest, Unsupported
 from interlink_core.jobfiles import (
+    apply_supervision,
     assemble_pod_status,
     base_status,
     container_files,
     container_logs,
     new_pod_dir,
+    recent_events,
     rfc3339,
     started_or_waiting,
     waiting,
@@ -101,6 +103,10 @@ JOB_END = {
 }
 
 
+RUNNER_MARGIN = 10.0
+"""Seconds a deleted pod's runner gets beyond the grace period before the job is cancelled."""
+
+
 class SlurmPluginConfig(SlurmConfig):
     """:class:`SlurmConfig` plus the capacity announced to Kubernetes."""
 
@@ -169,6 +175,10 @@ class SlurmPlugin(Plugin):
     async def cancel(self, record: JobRecord, pod: JSON) -> None:
         """``scancel`` the job, wait until SLURM let it go, remove its directory."""
         queue = await self._squeue([record.job_id])
+        if record.data.get("runner") and record.job_id in queue:
+            if queue[record.job_id].state == "RUNNING":
+                await self._stop_runner(record, pod)
+                queue = await self._squeue([record.job_id])
         if record.job_id in queue:
             self.calls.scancel += 1
             rc, _, err = await run([self.settings.scancel, record.job_id])
@@ -189,6 +199,28 @@ class SlurmPlugin(Plugin):
         self._ended.pop(record.job_id, None)
         self._comments.pop(record.job_id, None)
         self._demux.pop(record.uid, None)
+
+    async def _stop_runner(self, record: JobRecord, pod: JSON) -> None:
+        """A job running the pod runner: write the grace period for it and signal only the
+        runner (``scancel --batch --signal=TERM``), which runs preStop hooks, then stops the
+        containers within the grace period; wait for it that long (plus a margin)."""
+        meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+        grace = meta.get("deletionGracePeriodSeconds")
+        grace = spec.get("terminationGracePeriodSeconds") if grace is None else grace
+        grace = 30.0 if grace is None else max(0.0, float(grace))
+        pod_dir = Path(str(record.data.get("dir", "")))
+        await asyncio.to_thread((pod_dir / "grace").write_text, str(grace))
+        self.calls.scancel += 1
+        argv = [self.settings.scancel, "--batch", "--signal=TERM", record.job_id]
+        rc, _, _ = await run(argv)
+        if rc != 0:
+            return  # e.g. the job just ended; the plain scancel below decides
+        deadline = time.monotonic() + grace + RUNNER_MARGIN
+        while time.monotonic() < deadline:
+            state = (await self._squeue([record.job_id])).get(record.job_id)
+            if state is None or state.state not in ACTIVE:
+                return
+            await asyncio.sleep(0.5)
 
     # --- status -------------------------------------------------------------------------------
 
@@ -269,6 +301,8 @@ class SlurmPlugin(Plugin):
         )
         if job is not None and job.host and not terminal:
             status.podIP = self._addrs.get(job.host) or None
+        if record.data.get("runner"):
+            status.events = recent_events(str(record.data.get("dir", ""))) or None
         if terminal:
             self._final[record.uid] = status
         return status
@@ -289,8 +323,10 @@ class SlurmPlugin(Plugin):
         else:
             started, terminated = reported_state(reports.get(name), cid)
         if terminated is not None:
+            if job is not None and job.state == "OUT_OF_MEMORY" and terminated["exitCode"] == 137:
+                terminated["reason"] = "OOMKilled"  # SLURM's memory cgroup killed it
             base["state"] = {"terminated": terminated}
-            return base
+            return self._supervised(record, name, base)
         if job is None:
             return waiting(
                 base,
@@ -319,7 +355,13 @@ class SlurmPlugin(Plugin):
             if job.start:
                 message += f"; expected start {job.start}"
             return waiting(base, f"Queued: {job.reason or job.state.title()}", message)
-        return started_or_waiting(base, started, waiting_reason)
+        return self._supervised(record, name, started_or_waiting(base, started, waiting_reason))
+
+    def _supervised(self, record: JobRecord, name: str, status: JSON) -> JSON:
+        """What the pod runner reports for the container, for jobs that run it."""
+        if not record.data.get("runner"):
+            return status
+        return apply_supervision(status, f"{record.data.get('dir', '')}/containers/{name}")
 
     def _reports(
         self, record: JobRecord, job: JobState | None
