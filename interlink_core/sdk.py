@@ -2,7 +2,10 @@
 
 The SDK serves the plugin side of the wire contract (``POST /create``, ``POST /delete``,
 ``GET /status``, ``GET /getLogs``), keeps the pod ↔ job table in SQLite (so a restarted plugin
-still knows every pod), makes create idempotent per pod UID and answers pings.
+still knows every pod), makes create idempotent per pod UID and answers pings. It also guards
+every plugin: an owner-only unix socket by default, TCP only with a shared token or mTLS (or
+``--insecure-dev`` on loopback), a body size limit, JSON bodies only, valid Kubernetes pod
+names, one error shape (``{"error": ...}``) and bounded log answers.
 
 A minimal backend::
 
@@ -63,6 +66,7 @@ from .models import (
 )
 from .serve import Listen, run
 from .store import JobRecord, JobStore
+from .tlsfiles import ca_problem, cert_pair_problem, problems
 
 log = logging.getLogger("interlink.plugin")
 SESSION_HEADER = "InterLink-Http-Session"
@@ -140,8 +144,13 @@ class PluginConfig(StrictModel):
                 f"on a unix socket or loopback, not on {where}; use socket (the default), or "
                 "host: 127.0.0.1"
             )
-        if self.tls and self.tls.client_ca and not self.tls.client_ca.expanduser().is_file():
-            return f"tls.client_ca: {self.tls.client_ca} does not exist; give the CA file"
+        if self.tls:
+            found = problems(
+                cert_pair_problem(self.tls.cert, self.tls.key, "tls"),
+                ca_problem(self.tls.client_ca, "tls.client_ca"),
+            )
+            if found:
+                return found[0]
         if self.token_file is not None or (self.tls and self.tls.client_ca):
             return None
         if self.insecure_dev:
@@ -391,8 +400,9 @@ def _plugin_routes(plugin: Plugin) -> FastAPI:
         if record is None:
             raise NotFound(f"pod {req.Namespace}/{req.PodName} (uid {req.PodUID}) is not known")
         stream = plugin.logs(record, req)
-        if not req.Opts.Follow:  # a followed log is streamed as it is written, without a cap
-            stream = capped(stream, answer_limit(req.Opts, plugin.config.max_log_bytes))
+        if req.Opts.Follow:  # streamed as it is written, without a cap
+            return StreamingResponse(stream, media_type="text/plain")
+        stream = capped(stream, answer_limit(req.Opts, plugin.config.max_log_bytes))
         return StreamingResponse(await primed(stream), media_type="text/plain")
 
     @app.get("/healthz")

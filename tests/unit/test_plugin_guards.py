@@ -156,7 +156,7 @@ def test_log_answers_are_capped_at_max_log_bytes_and_limit_bytes(tmp_path: Path)
         (
             {"port": 9000, "tls": {"cert": "/c", "key": "/k", "client_ca": "/nope/ca.pem"}},
             False,
-            "tls.client_ca: /nope/ca.pem does not exist",
+            "tls.cert: /c does not exist; give the path of a certificate (PEM)",
         ),
         ({"port": 9000, "insecure_dev": True}, True, None),
         ({"port": 9000, "host": "::1", "insecure_dev": True}, False, None),
