@@ -280,14 +280,33 @@ SLURM_EDGE_TOKEN = "slurm-edge-dev-token"
 
 @asynccontextmanager
 async def slurm_vk(
-    k8s: K8sInfo, slurm: SlurmInfo, root: Path, prefix: str, **settings: Any
+    k8s: K8sInfo,
+    slurm: SlurmInfo,
+    root: Path,
+    prefix: str,
+    plugin_config: dict[str, Any] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[RunningVK]:
-    """A virtual node backed by the real SLURM: the SLURM plugin (``runtime: host``) behind an
-    API server with a development token, and a VK in this event loop (``settings`` as for
-    :func:`running_vk`)."""
-    plugin = start_plugin(
-        root / "plugin", "slurm", config={"runtime": "host", "partition": slurm.partition}
-    )
+    """A virtual node backed by the real SLURM: the SLURM plugin (``runtime: host`` unless
+    ``plugin_config`` says otherwise) behind an API server with a development token, and a VK
+    in this event loop (``settings`` as for :func:`running_vk`)."""
+    config = {"runtime": "host", "partition": slurm.partition, **(plugin_config or {})}
+    async with plugin_vk(k8s, root, prefix, "slurm", config, **settings) as running:
+        yield running
+
+
+@asynccontextmanager
+async def plugin_vk(
+    k8s: K8sInfo,
+    root: Path,
+    prefix: str,
+    backend: str,
+    plugin_config: dict[str, Any],
+    **settings: Any,
+) -> AsyncIterator[RunningVK]:
+    """A virtual node backed by ``interlink plugin <backend>`` (with ``plugin_config``) behind
+    an API server with a development token, and a VK in this event loop."""
+    plugin = start_plugin(root / "plugin", backend, config=plugin_config)
     api = start_api(
         root / "api",
         {"plugin": {"url": plugin.url}, "auth": {"insecure_dev_token": SLURM_EDGE_TOKEN}},

@@ -1,4 +1,5 @@
-"""The whole test world in one command: SLURM, the Kubernetes control plane, and two virtual
+"""The whole test world in one command: SLURM, podman (tests/world/podman-up), the Kubernetes
+control plane, and two virtual
 nodes on it, each an ``interlink vk`` in front of its own edge (API server + plugin):
 
 - ``world-local``: the ``local`` plugin, the node for pods that must run "in-cluster"
@@ -120,6 +121,7 @@ def node_up(kubeconfig: str, node: str, ip: str, timeout: float = 120) -> None:
 
 def up() -> int:
     subprocess.run([str(HERE / "slurm-up")], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([str(HERE / "podman-up")], check=True, stdout=subprocess.DEVNULL)
     k8s = env_lines(
         subprocess.run([str(HERE / "k8s-up")], check=True, capture_output=True, text=True).stdout
     )

@@ -11,6 +11,8 @@ from pydantic import Field, field_validator, model_validator
 from interlink_core.config import StrictModel
 from interlink_core.sdk import PluginConfig
 
+from ..runtimes import PodmanConfig
+
 # sbatch options a pod annotation may set unless the admin says otherwise; options that change
 # identity, output, working directory or the script itself (--uid, --gid, --wrap, --output,
 # --error, --chdir, --export, ...) are never in it by default.
@@ -90,9 +92,10 @@ class SlurmConfig(PluginConfig):
         description="Root of the per-pod working directories (default <state_dir>/jobs); must be "
         "on a filesystem shared with the compute nodes unless shared_filesystem is false.",
     )
-    runtime: Literal["apptainer", "singularity", "enroot", "host"] = "apptainer"
+    runtime: Literal["apptainer", "singularity", "enroot", "podman", "host"] = "apptainer"
     apptainer: ApptainerConfig = Field(default_factory=ApptainerConfig)
     enroot: EnrootConfig = Field(default_factory=EnrootConfig)
+    podman: PodmanConfig = Field(default_factory=PodmanConfig)
     partition: str | None = None
     account: str | None = None
     default_flags: list[str] = Field(default_factory=list, description="Trusted sbatch options.")

@@ -30,6 +30,7 @@ from interlink_core.podspec import (
     materialize_volumes,
     parse_quantity,
     path_rewriter,
+    expand,
     pod_containers,
     resolve_env,
 )
@@ -38,6 +39,8 @@ from .config import SCRATCH_RESERVED_FLAGS, SlurmConfig
 from .scratch import ScratchDir, check_container_count, check_script_size, pack, quoter, setup_lines
 
 FLAGS_ANNOTATION = "slurm-job.vk.io/flags"
+from ..runtimes import container_name, host_env, limit_options, run_args, run_as, wrapped
+from ..runtimes import env_file as podman_env_file
 PRE_EXEC_ANNOTATION = "slurm-job.vk.io/pre-exec"
 FLAVOR_ANNOTATION = "slurm-job.vk.io/flavor"
 GPU = "nvidia.com/gpu"
@@ -225,15 +228,41 @@ def runtime_argv(
     workdir: str | None,
     pod_dir: Path,
 ) -> list[str]:
-    """The command line that runs one container with the configured runtime."""
+    """The command line that runs one container with the configured runtime (``podman``:
+    the first ``command_len`` words of ``argv`` are the pod's ``command``, the rest its
+    ``args``; ``user`` is its ``--user``)."""
     name = str(c["name"])
     image = str(c.get("image") or "")
     if cfg.runtime == "host":
-        return ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
+        return ["env", "-i", *(f"{k}={v}" for k, v in host_env(env).items()), *argv]
+    if cfg.runtime == "podman":
+        pm = cfg.podman
+        state = str(pod_dir / "containers" / name)
+        _, multiline = podman_env_file(env, where)
+        cname = container_name(pod_uid or pod_dir.name, name)
+        run = run_args(
+            pm,
+            name=cname,
+            image=image,
+            command=argv[:command_len],
+            args=argv[command_len:],
+            env_path=f"{state}/env",
+            multiline_env=multiline,
+            binds=binds,
+            workdir=workdir,
+            user=user,
+            limits=limit_options(c, where),
+            where=where,
+        )
+        return wrapped(pm, cname, state, pm.stop_timeout, run)
     if not image:
         raise BadRequest(f"{where}.image: required with runtime {cfg.runtime}")
     if cfg.runtime in ("apptainer", "singularity"):
         ap = cfg.apptainer
+    *,
+    command_len: int = 0,
+    user: str | None = None,
+    pod_uid: str = "",
         binary = ap.binary if cfg.runtime == "apptainer" else "singularity"
         out = [binary, "exec" if has_command else "run", *ap.options]
         out += ["--env-file", str(pod_dir / "containers" / name / "env")]
@@ -356,6 +385,24 @@ def _add_container(
     else:
         b.plan.containers.append(name)
         b.lines += [f"{line} &", "il_pids+=($!)"]
+    elif cfg.runtime == "podman":
+        b.files[f"containers/{name}/env"] = podman_env_file(env, where)[0]
+        host_wd = str(job_dir)
+        argv = [expand(a, env) for a in argv]  # $(VAR), as a kubelet expands them
+        cmd = runtime_argv(
+            cfg,
+            c,
+            where,
+            env,
+            binds,
+            argv,
+            bool(command),
+            workdir,
+            job_dir,
+            command_len=len(command),
+            user=run_as(pod, c, where),
+            pod_uid=checked_uid(pod),
+        )
 
 
 def _options(
