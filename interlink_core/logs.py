@@ -165,15 +165,16 @@ def answer_limit(opts: ContainerLogOpts, max_bytes: int) -> int:
 
 
 def read_log(path: Path, opts: ContainerLogOpts, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
-    """The log of one container as the user asked for it (empty if none was written yet),
-    at most ``max_bytes``; ``Tail`` reads backwards from the end of the file."""
+    """The log of one container as the user asked for it (empty if none was written yet):
+    at most ``Bytes`` if given, else at most ``max_bytes``; ``Tail`` reads backwards from the
+    end of the file."""
     try:
         fh = path.open("rb")
     except FileNotFoundError:
         return b""
     with fh:
         end = fh.seek(0, os.SEEK_END)
-        limit = answer_limit(opts, max_bytes)
+        limit = opts.Bytes or max_bytes
         if opts.Tail:
             return _tail(fh, opts, end, limit)
         return _head(fh, opts, end, limit)

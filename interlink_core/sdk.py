@@ -399,10 +399,12 @@ def _plugin_routes(plugin: Plugin) -> FastAPI:
         record = plugin.store.get(req.PodUID)
         if record is None:
             raise NotFound(f"pod {req.Namespace}/{req.PodName} (uid {req.PodUID}) is not known")
-        stream = plugin.logs(record, req)
         if req.Opts.Follow:  # streamed as it is written, without a cap
-            return StreamingResponse(stream, media_type="text/plain")
-        stream = capped(stream, answer_limit(req.Opts, plugin.config.max_log_bytes))
+            return StreamingResponse(plugin.logs(record, req), media_type="text/plain")
+        limit = answer_limit(req.Opts, plugin.config.max_log_bytes)
+        if not req.Opts.Tail:  # the backend's reader may stop there (Tail keeps the newest)
+            req = req.model_copy(update={"Opts": req.Opts.model_copy(update={"Bytes": limit})})
+        stream = capped(plugin.logs(record, req), limit)
         return StreamingResponse(await primed(stream), media_type="text/plain")
 
     @app.get("/healthz")

@@ -28,6 +28,7 @@ class Echo(Plugin):
         super().__init__(config)
         self.submitted: list[str] = []
         self.size = size
+        self.asked: list[tuple[int, int]] = []  # (Tail, Bytes) of each log request
 
     async def submit(self, data: RetrievedPodData) -> Submitted:
         self.submitted.append(pod_meta(data.pod)[1])
@@ -40,6 +41,7 @@ class Echo(Plugin):
         return []
 
     async def logs(self, record: JobRecord, request: LogStruct) -> AsyncIterator[bytes]:
+        self.asked.append((request.Opts.Tail, request.Opts.Bytes))
         left = self.size
         while left > 0:
             n = min(left, 65536)
@@ -145,6 +147,10 @@ def test_log_answers_are_capped_at_max_log_bytes_and_limit_bytes(tmp_path: Path)
         limited = {**req, "ContainerName": "main", "Opts": {"LimitBytes": 10}}
         r = client.post("/getLogs", json=limited)
         assert r.content == b"xxxxxxxxxx"
+        tail = {**req, "ContainerName": "main", "Opts": {"Tail": 5}}
+        assert len(client.post("/getLogs", json=tail).content) == 100_000
+    # the backend was asked for no more than the cap (a Tail request keeps its own meaning)
+    assert plugin.asked == [(0, 100_000), (0, 10), (5, 0)]
 
 
 @pytest.mark.parametrize(
