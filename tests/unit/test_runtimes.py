@@ -232,3 +232,25 @@ def test_slurm_out_of_memory_job_makes_exit_137_oomkilled(tmp_path: Path) -> Non
     other = SlurmPlugin(build_config(SlurmPluginConfig, {"state_dir": str(tmp_path / "st2")}))
     term = other._status(record, JobState("42", "FAILED", exit_code=137)).containers[0]["state"]
     assert term["terminated"]["reason"] == "Error"
+
+
+def test_var_references_are_expanded_on_every_slurm_runtime(tmp_path: Path) -> None:
+    c = {
+        "name": "a",
+        "image": "img",
+        "command": ["echo", "$(WHO)", "$(UNSET)", "$$(WHO)"],
+        "env": [{"name": "WHO", "value": "world"}],
+    }
+    expected = ["echo", "world", "$(UNSET)", "$(WHO)"]  # unknown kept, $$ is a literal $
+    for runtime in ("host", "apptainer", "enroot"):
+        lines, _ = job(tmp_path / runtime, pod([c]), runtime=runtime)
+        assert lines[0][-4:] == expected, runtime
+    lines, _ = job(tmp_path / "podman", pod([c]), runtime="podman")
+    entrypoint = '["echo", "world", "$(UNSET)", "$(WHO)"]'
+    assert lines[0][-4:] == ["--entrypoint", entrypoint, "--", "img"]
+
+
+def test_enroot_refuses_a_working_dir_it_cannot_set(tmp_path: Path) -> None:
+    p = pod([{"name": "a", "image": "img", "command": ["ls"], "workingDir": "/data"}])
+    with pytest.raises(BadRequest, match=r"spec.containers\[0\].workingDir: enroot cannot"):
+        job(tmp_path, p, runtime="enroot")

@@ -27,20 +27,20 @@ from interlink_core.podspec import (
     checked_uid,
     command_line,
     container_mounts,
+    expand,
     materialize_volumes,
     parse_quantity,
     path_rewriter,
-    expand,
     pod_containers,
     resolve_env,
 )
 
+from ..runtimes import container_name, host_env, limit_options, run_args, run_as, wrapped
+from ..runtimes import env_file as podman_env_file
 from .config import SCRATCH_RESERVED_FLAGS, SlurmConfig
 from .scratch import ScratchDir, check_container_count, check_script_size, pack, quoter, setup_lines
 
 FLAGS_ANNOTATION = "slurm-job.vk.io/flags"
-from ..runtimes import container_name, host_env, limit_options, run_args, run_as, wrapped
-from ..runtimes import env_file as podman_env_file
 PRE_EXEC_ANNOTATION = "slurm-job.vk.io/pre-exec"
 FLAVOR_ANNOTATION = "slurm-job.vk.io/flavor"
 GPU = "nvidia.com/gpu"
@@ -227,6 +227,10 @@ def runtime_argv(
     has_command: bool,
     workdir: str | None,
     pod_dir: Path,
+    *,
+    command_len: int = 0,
+    user: str | None = None,
+    pod_uid: str = "",
 ) -> list[str]:
     """The command line that runs one container with the configured runtime (``podman``:
     the first ``command_len`` words of ``argv`` are the pod's ``command``, the rest its
@@ -259,10 +263,6 @@ def runtime_argv(
         raise BadRequest(f"{where}.image: required with runtime {cfg.runtime}")
     if cfg.runtime in ("apptainer", "singularity"):
         ap = cfg.apptainer
-    *,
-    command_len: int = 0,
-    user: str | None = None,
-    pod_uid: str = "",
         binary = ap.binary if cfg.runtime == "apptainer" else "singularity"
         out = [binary, "exec" if has_command else "run", *ap.options]
         out += ["--env-file", str(pod_dir / "containers" / name / "env")]
@@ -271,6 +271,11 @@ def runtime_argv(
         if workdir:
             out += ["--pwd", workdir]
         return [*out, image_ref(image, ap.image_prefix), *argv]
+    if workdir:
+        raise BadRequest(
+            f"{where}.workingDir: enroot cannot start a container in a given directory (its "
+            "image's working directory is used); remove workingDir or cd in the command"
+        )
     en = cfg.enroot
     out = [en.binary, "start", *en.options]
     for src, dst, ro in binds:
@@ -358,7 +363,7 @@ def _add_container(
             raise BadRequest(f"{where}.env: {k!r} is not a valid environment variable name")
     mounts = relocate(container_mounts(c, volumes, where, env))
     binds = [(str(m.source), m.mount_path, m.read_only) for m in mounts]
-    argv = [*command, *args]
+    argv = [expand(a, env) for a in [*command, *args]]  # $(VAR), as a kubelet expands them
     workdir = c.get("workingDir")
     if workdir is not None and (not isinstance(workdir, str) or not workdir.startswith("/")):
         raise BadRequest(f"{where}.workingDir: {workdir!r} must be an absolute path")
@@ -369,6 +374,23 @@ def _add_container(
         env["INTERLINK_POD_DIR"] = str(job_dir)
         host_wd = rewrite(workdir) if workdir else str(job_dir / "work" / name)
         cmd = runtime_argv(cfg, c, where, env, binds, argv, bool(command), None, job_dir)
+    elif cfg.runtime == "podman":
+        b.files[f"containers/{name}/env"] = podman_env_file(env, where)[0]
+        host_wd = str(job_dir)
+        cmd = runtime_argv(
+            cfg,
+            c,
+            where,
+            env,
+            binds,
+            argv,
+            bool(command),
+            workdir,
+            job_dir,
+            command_len=len(command),
+            user=run_as(pod, c, where),
+            pod_uid=checked_uid(pod),
+        )
     else:
         b.files[f"containers/{name}/env"] = env_file(env, where)
         host_wd = str(job_dir)
@@ -385,24 +407,6 @@ def _add_container(
     else:
         b.plan.containers.append(name)
         b.lines += [f"{line} &", "il_pids+=($!)"]
-    elif cfg.runtime == "podman":
-        b.files[f"containers/{name}/env"] = podman_env_file(env, where)[0]
-        host_wd = str(job_dir)
-        argv = [expand(a, env) for a in argv]  # $(VAR), as a kubelet expands them
-        cmd = runtime_argv(
-            cfg,
-            c,
-            where,
-            env,
-            binds,
-            argv,
-            bool(command),
-            workdir,
-            job_dir,
-            command_len=len(command),
-            user=run_as(pod, c, where),
-            pod_uid=checked_uid(pod),
-        )
 
 
 def _options(
