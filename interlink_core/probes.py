@@ -129,8 +129,10 @@ def supervision_spec(
 ) -> dict[str, Any]:
     """What the runner needs to supervise one container: its probes, hooks and restart
     policy (init containers: restarted on failure unless the pod's policy is ``Never``, and
-    never probed, as a kubelet does). Raises :class:`SpecError` naming the field."""
-    policy = "Always" if restart_policy is None else restart_policy
+    never probed, as a kubelet does; no policy at all, which only a pod that did not come
+    through Kubernetes can have, is ``Never``). Raises :class:`SpecError` naming the field."""
+    # Kubernetes' API server fills in Always; a pod sent without it (direct mode) runs once
+    policy = "Never" if restart_policy is None else restart_policy
     if policy not in RESTART_POLICIES:
         raise SpecError(f"spec.restartPolicy: {policy!r} must be one of Always, OnFailure, Never")
     ports = {

@@ -79,7 +79,7 @@ def test_spec_fills_kubernetes_defaults_and_resolves_named_ports() -> None:
         "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 2},
         "lifecycle": {"preStop": {"exec": {"command": ["stop", "/data"]}}},
     }
-    spec = supervision_spec(c, "spec.containers[0]", None, lambda w: w.replace("/data", "/x"))
+    spec = supervision_spec(c, "spec.containers[0]", "Always", lambda w: w.replace("/data", "/x"))
     assert spec == {
         "restartPolicy": "Always",
         "probes": {
@@ -113,6 +113,7 @@ def test_spec_fills_kubernetes_defaults_and_resolves_named_ports() -> None:
 
 def test_init_containers_restart_on_failure_unless_never() -> None:
     init = "spec.initContainers[0]"
+    assert supervision_spec({"name": "i"}, init, None, str) == {"restartPolicy": "Never"}
     assert supervision_spec({"name": "i"}, init, "Always", str) == {"restartPolicy": "OnFailure"}
     assert supervision_spec({"name": "i"}, init, "Never", str) == {"restartPolicy": "Never"}
 

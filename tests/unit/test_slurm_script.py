@@ -25,10 +25,17 @@ def pod(
     init: list[dict[str, Any]] | None = None,
     annotations: dict[str, str] | None = None,
     volumes: list[dict[str, Any]] | None = None,
+    restart: str = "Never",
 ) -> dict[str, Any]:
+    """A pod; ``restartPolicy: Never`` (the plain bash wrapper) unless ``restart`` says else."""
     return {
         "metadata": {"name": "w", "namespace": "ns", "uid": UID, "annotations": annotations or {}},
-        "spec": {"containers": containers, "initContainers": init or [], "volumes": volumes or []},
+        "spec": {
+            "containers": containers,
+            "initContainers": init or [],
+            "volumes": volumes or [],
+            "restartPolicy": restart,
+        },
     }
 
 

@@ -9,19 +9,28 @@ as ``#SBATCH`` lines), and those from the pod annotation must be on the admin's 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shlex
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from interlink_core import podrunner
 from interlink_core.errors import BadRequest
-from interlink_core.jobfiles import write_job_files
+from interlink_core.jobfiles import (
+    event_lines,
+    refuse_supervision,
+    supervision,
+    write_job_files,
+)
 from interlink_core.models import JSON, RetrievedPodData
+from interlink_core.podrunner import STANDALONE_MODULES
 from interlink_core.podspec import (
     Mount,
     checked_uid,
@@ -34,8 +43,17 @@ from interlink_core.podspec import (
     pod_containers,
     resolve_env,
 )
+from interlink_core.probes import needs_supervision
 
-from ..runtimes import container_name, host_env, limit_options, run_args, run_as, wrapped
+from ..runtimes import (
+    container_name,
+    host_env,
+    host_read_only_events,
+    limit_options,
+    run_args,
+    run_as,
+    wrapped,
+)
 from ..runtimes import env_file as podman_env_file
 from .config import SCRATCH_RESERVED_FLAGS, SlurmConfig
 from .scratch import ScratchDir, check_container_count, check_script_size, pack, quoter, setup_lines
@@ -63,6 +81,10 @@ _SHORT = {
     "-D": "--chdir",
 }
 _NO_VALUE = {"--exclusive", "--hold"}
+SCRATCH_NO_PROBES = (
+    "probes and lifecycle hooks need the job's files on a filesystem shared with this plugin; "
+    "this site runs with shared_filesystem: false"
+)
 
 
 @dataclass
@@ -78,6 +100,10 @@ class JobPlan:
     """``shared_filesystem: false``: the job's output file (container log records)."""
     error: str = ""
     """``shared_filesystem: false``: the job's error file (the wrapper's own messages)."""
+    events: bool = False
+    """The plugin wrote Events for the pod (``kube-events``) before it ran."""
+    runner: bool = False
+    """The job runs the pod runner (probes, hooks or restarts): deletion signals it first."""
 
 
 # --- resources ----------------------------------------------------------------------------------
@@ -331,6 +357,12 @@ class _Body:
     lines: list[str] = field(default_factory=list)
     cleanup: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
+    runner: dict[str, list[JSON]] = field(default_factory=lambda: {"init": [], "containers": []})
+    """The pod runner's spec of each container (used when the pod needs supervision)."""
+    prep: list[str] = field(default_factory=list)
+    """What the pod runner's path runs before the runner (working dirs, image preparation)."""
+    cleanup_argv: list[list[str]] = field(default_factory=list)
+    supervised: bool = False
 
     def command(self, argv: list[str]) -> str:
         """One shell command line, every word quoted."""
@@ -399,14 +431,79 @@ def _add_container(
         for step in enroot_prepare(cfg, c, where, job_dir):
             b.lines.append(b.command(step) + " || exit 125")
         b.cleanup.append(b.command([cfg.enroot.binary, "remove", "-f", enroot_name(job_dir, name)]))
+        b.cleanup_argv.append([cfg.enroot.binary, "remove", "-f", enroot_name(job_dir, name)])
     line = b.command(["il_run", name, host_wd, *cmd])
     b.lines.append(f"mkdir -p {b.quote(host_wd)}")
+    _add_runner_spec(b, pod, cfg, kind, where, c, cmd, argv, host_wd, job_dir, mounts)
     if kind == "init":
         b.plan.init.append(name)
         b.lines.append(f"{line} || exit $?")
     else:
         b.plan.containers.append(name)
         b.lines += [f"{line} &", "il_pids+=($!)"]
+
+
+def exec_prefix(cfg: SlurmConfig, cmd: list[str], argv: list[str], cname: str) -> list[str]:
+    """How the job runs a probe's or hook's command in a container: ``host``, the container's
+    own ``env -i ...`` prefix; ``podman``, ``podman exec`` in its container (``cname``);
+    Apptainer/Singularity, ``exec`` in the same image with the same binds and env file; enroot,
+    ``start`` of the same container."""
+    if cfg.runtime == "podman":
+        return [cfg.podman.binary, "exec", cname]
+    prefix = cmd[: len(cmd) - len(argv)] if argv and cmd[-len(argv) :] == argv else list(cmd)
+    if cfg.runtime in ("apptainer", "singularity") and prefix[1:2] == ["run"]:
+        prefix[1] = "exec"
+    return prefix
+
+
+def _add_runner_spec(
+    b: _Body,
+    pod: JSON,
+    cfg: SlurmConfig,
+    kind: str,
+    where: str,
+    c: JSON,
+    cmd: list[str],
+    argv: list[str],
+    host_wd: str,
+    job_dir: Path,
+    mounts: list[Mount],
+) -> None:
+    """The container as the pod runner runs it (probes, hooks, restarts)."""
+    name = str(c["name"])
+    fix = path_rewriter(mounts) if cfg.runtime == "host" else str
+    sup = supervision(pod, c, where, fix)
+    b.supervised = b.supervised or needs_supervision(sup)
+    b.prep.append(f"mkdir -p {b.quote(host_wd)}")
+    b.runner["init" if kind == "init" else "containers"].append(
+        {
+            "name": name,
+            "argv": cmd,
+            "cwd": host_wd,
+            "exec_prefix": exec_prefix(cfg, cmd, argv, container_name(checked_uid(pod), name)),
+            "supervision": sup,
+        }
+    )
+
+
+_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "from interlink_core.podrunner import main; sys.exit(main())"
+)
+
+
+def _runner_job(b: _Body, pod: JSON, pod_dir: Path) -> list[str]:
+    """The script lines and files that run the pod with the pod runner under the node's
+    ``python3``: a copy of the runner's standard-library modules in ``lib/``, its
+    ``spec.json``, and ``exec`` (so that ``scancel --batch`` signals the runner itself)."""
+    core = Path(podrunner.__file__).parent
+    for module in STANDALONE_MODULES:
+        b.files[f"lib/interlink_core/{module}"] = (core / module).read_text()
+    grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+    spec = {"grace": 30 if grace is None else grace, **b.runner, "cleanup": b.cleanup_argv}
+    b.files["spec.json"] = json.dumps(spec)
+    boot = ["exec", "python3", "-I", "-c", _BOOT, f"{pod_dir}/lib", str(pod_dir)]
+    return [*b.prep, b.command(boot)]
 
 
 def _options(
@@ -475,6 +572,11 @@ def build_job(
 
         for kind, where, c in containers:
             _add_container(b, data, cfg, kind, where, c, volumes, job_dir, relocate)
+        if cfg.runtime == "host" and scratch is None:
+            notices = [n for _, w, c in containers for n in host_read_only_events(c, w)]
+            if notices:
+                b.files["kube-events"] = event_lines(notices, time.time())
+                b.plan.events = True
         pre_exec = _pre_exec(data.pod, cfg)
         header = [
             "#!/bin/bash",
@@ -497,7 +599,13 @@ def build_job(
             *(f"{line} >/dev/null 2>&1" for line in b.cleanup),
             'exit "$il_rc"',
         ]
-        b.plan.script = "\n".join([*header, "il_pids=()", *b.lines, *tail]) + "\n"
+        if scratch is not None:
+            refuse_supervision(data.pod, SCRATCH_NO_PROBES)
+        if b.supervised and scratch is None:
+            b.plan.runner = True
+            b.plan.script = "\n".join([*header, *_runner_job(b, data.pod, pod_dir)]) + "\n"
+        else:
+            b.plan.script = "\n".join([*header, "il_pids=()", *b.lines, *tail]) + "\n"
         if scratch is not None:
             b.plan.output, b.plan.error = _scratch_outputs(cfg, uid)
             check_script_size(b.plan.script, cfg, stage / "volumes")
@@ -538,4 +646,8 @@ def record_data(plan: JobPlan, pod_dir: Path) -> dict[str, Any]:
     }
     if plan.output:
         data["scratch"] = {"output": plan.output, "error": plan.error}
+    if plan.runner:
+        data["runner"] = True
+    if plan.events:
+        data["events"] = True
     return data
