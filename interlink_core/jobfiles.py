@@ -229,6 +229,16 @@ def apply_supervision(status: JSON, cdir: str | Path) -> JSON:
     return status
 
 
+def event_lines(events: list[tuple[str, str, str]], at: float) -> str:
+    """``kube-events`` lines (``seq`` 1, 2, ...) for Warning Events a plugin knows before the
+    pod runs, as ``(container, reason, message)``; the pod runner numbers its own after them."""
+    lines = []
+    for seq, (container, reason, message) in enumerate(events, 1):
+        event = {"seq": seq, "at": at, "type": "Warning", "reason": reason, "message": message}
+        lines.append(json.dumps({**event, "container": container}) + "\n")
+    return "".join(lines)
+
+
 def recent_events(pod_dir: str | Path, limit: int = EVENTS_SHOWN) -> list[JSON]:
     """The pod's latest ``limit`` kubelet Events (from the tail of its ``kube-events``)."""
     try:

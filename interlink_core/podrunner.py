@@ -90,6 +90,10 @@ class EventLog:
         self.path = pod_dir / "kube-events"
         self.events = pod_dir / "events"
         self.seq = 0
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            # Events the plugin recorded before the pod ran (e.g. what a runtime ignores)
+            # keep their numbers: ours follow them
+            self.seq = int(json.loads(self.path.read_text().splitlines()[-1])["seq"])
 
     def add(self, container: str, reason: str, message: str, warning: bool = True) -> None:
         """Record one Event."""

@@ -98,6 +98,25 @@ def host_env(env: dict[str, str]) -> dict[str, str]:
     return {"PATH": DEFAULT_PATH, **env}
 
 
+def host_read_only_events(c: JSON, where: str) -> list[tuple[str, str, str]]:
+    """The Warning Event (``(container, reason, message)``) saying that the host runtime does
+    not enforce this container's ``readOnly`` mounts (its processes run on the host and can
+    write to the volume directories); none when it has no such mount."""
+    mounts = [
+        f"{vm.get('name')} at {vm.get('mountPath')}"
+        for vm in c.get("volumeMounts") or []
+        if isinstance(vm, dict) and vm.get("readOnly")
+    ]
+    if not mounts:
+        return []
+    message = (
+        f"{where}.volumeMounts: readOnly is not enforced by this node's runtime (host: the "
+        f"container runs as a process on the host and can write to {', '.join(mounts)}); "
+        "ask for a node with a container runtime where it must hold"
+    )
+    return [(str(c.get("name", "")), "ReadOnlyNotEnforced", message)]
+
+
 def env_file(env: dict[str, str], where: str) -> tuple[str, dict[str, str]]:
     """podman's ``--env-file`` (``NAME=value`` lines, values taken literally) and the
     variables whose values have a newline (an env file cannot hold them: they go as ``--env``).

@@ -13,13 +13,14 @@ import pytest
 
 from interlink_core.config import build_config
 from interlink_core.errors import BadRequest
-from interlink_core.jobfiles import container_files, exit_reason
+from interlink_core.jobfiles import container_files, event_lines, exit_reason
 from interlink_core.models import RetrievedPodData
+from interlink_core.podrunner import EventLog
 from interlink_core.store import JobRecord
 from interlink_plugins.runtimes import WRAPPER, env_file, run_as
 from interlink_plugins.slurm.commands import JobState
 from interlink_plugins.slurm.plugin import SlurmPlugin, SlurmPluginConfig
-from interlink_plugins.slurm.script import build_job
+from interlink_plugins.slurm.script import build_job, record_data
 
 UID = "5f0c0a3e-1111-2222-3333-444455556666"
 STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -254,3 +255,49 @@ def test_enroot_refuses_a_working_dir_it_cannot_set(tmp_path: Path) -> None:
     p = pod([{"name": "a", "image": "img", "command": ["ls"], "workingDir": "/data"}])
     with pytest.raises(BadRequest, match=r"spec.containers\[0\].workingDir: enroot cannot"):
         job(tmp_path, p, runtime="enroot")
+
+
+def test_host_runtime_says_in_an_event_that_read_only_is_not_enforced(tmp_path: Path) -> None:
+    containers = [
+        {
+            "name": "main",
+            "image": "i",
+            "command": ["true"],
+            "volumeMounts": [
+                {"name": "token", "mountPath": "/var/run/token", "readOnly": True},
+                {"name": "scratch", "mountPath": "/scratch"},
+            ],
+        },
+        {"name": "side", "image": "i", "command": ["true"]},
+    ]
+    p = pod(
+        containers, volumes=[{"name": "token", "emptyDir": {}}, {"name": "scratch", "emptyDir": {}}]
+    )
+    cfg = build_config(SlurmPluginConfig, {"state_dir": str(tmp_path), "runtime": "host"})
+    plan, files = build_job(RetrievedPodData(pod=p), cfg, tmp_path / UID)
+    events = [json.loads(line) for line in files["kube-events"].splitlines()]
+    assert [(e["seq"], e["type"], e["reason"], e["container"]) for e in events] == [
+        (1, "Warning", "ReadOnlyNotEnforced", "main")
+    ]
+    assert events[0]["message"].startswith(
+        "spec.containers[0].volumeMounts: readOnly is not enforced by this node's runtime (host:"
+    )
+    assert "token at /var/run/token" in events[0]["message"]
+    assert "scratch" not in events[0]["message"]
+    assert record_data(plan, tmp_path / UID)["events"] is True
+    # a runtime that enforces it says nothing
+    cfg = build_config(SlurmPluginConfig, {"state_dir": str(tmp_path), "runtime": "podman"})
+    _, files = build_job(RetrievedPodData(pod=p), cfg, tmp_path / "podman")
+    assert "kube-events" not in files
+
+
+def test_pod_runner_numbers_its_events_after_the_plugins(tmp_path: Path) -> None:
+    (tmp_path / "kube-events").write_text(
+        event_lines(
+            [("main", "ReadOnlyNotEnforced", "m1"), ("side", "ReadOnlyNotEnforced", "m2")], 5.0
+        )
+    )
+    log = EventLog(tmp_path)
+    log.add("main", "Unhealthy", "Readiness probe failed")
+    seqs = [json.loads(line)["seq"] for line in (tmp_path / "kube-events").read_text().splitlines()]
+    assert seqs == [1, 2, 3]

@@ -301,7 +301,7 @@ class SlurmPlugin(Plugin):
         )
         if job is not None and job.host and not terminal:
             status.podIP = self._addrs.get(job.host) or None
-        if record.data.get("runner"):
+        if record.data.get("runner") or record.data.get("events"):
             status.events = recent_events(str(record.data.get("dir", ""))) or None
         if terminal:
             self._final[record.uid] = status
