@@ -232,10 +232,11 @@ class Container:
         """The instance counts as running (its postStart hook, if any, succeeded)."""
         self.post_started = True
         self.waiting = None
-        write_atomic(self.dir / "started", repr(self.started_wall), self.events)
         now = time.monotonic()
         specs = self.sup.get("probes") or {}
         self.probes = {k: ProbeState(k, specs[k], now) for k in PROBE_KINDS if k in specs}
+        self.show()  # before ``started``: a reader never sees it running without its readiness
+        write_atomic(self.dir / "started", repr(self.started_wall), self.events)
 
     @property
     def running(self) -> bool:
