@@ -45,10 +45,10 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from interlink_core.logs import format_line
 from interlink_core.probes import (
     PROBE_KINDS,
     Backoff,
@@ -65,8 +65,17 @@ ORPHAN_CHECK = 5.0
 """Seconds between checks that the pod directory still exists: with nothing else due, a runner
 sleeps this long (child exits, output and signals wake it at once), so 1,000 idle pods cost
 200 wake-ups a second, not 2,000."""
-STANDALONE_MODULES = ("__init__.py", "logs.py", "probes.py", "podrunner.py")
-"""The files of ``interlink_core`` a batch job needs to run this module with plain python3."""
+STANDALONE_MODULES = ("__init__.py", "probes.py", "podrunner.py")
+"""The files of ``interlink_core`` a batch job needs to run this module with plain python3
+(3.8 or newer: compute nodes' system Python is often older than this project's)."""
+
+
+def format_line(t: float, stream: str, text: bytes, partial: bool = False) -> bytes:
+    """One CRI log line (``text`` without its newline), as :mod:`interlink_core.logs` reads
+    them (written here again: that module needs Python 3.11)."""
+    dt = datetime.fromtimestamp(t, timezone.utc)  # noqa: UP017 (datetime.UTC is 3.11+)
+    stamp = dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}000Z"
+    return f"{stamp} {stream} {'P' if partial else 'F'} ".encode() + text + b"\n"
 
 
 def write_atomic(path: Path, content: str, events: Path) -> None:

@@ -194,7 +194,7 @@ def run_handler(handler: dict[str, Any], target: Target, timeout: float | None) 
     except subprocess.TimeoutExpired:
         return False, f"command timed out after {timeout:g}s"
     except (OSError, http.client.HTTPException) as exc:
-        if isinstance(exc, TimeoutError | socket.timeout):
+        if isinstance(exc, (TimeoutError, socket.timeout)):
             return False, f"timeout after {timeout:g}s connecting to port {handler['port']}"
         where = f"{host}:{handler['port']}"
         if kind == "httpGet":

@@ -5,6 +5,7 @@ works outside this project's virtualenv."""
 
 from __future__ import annotations
 
+import ast
 import json
 import shlex
 import subprocess
@@ -14,10 +15,13 @@ from typing import Any
 
 import pytest
 
+from interlink_core import podrunner
 from interlink_core.config import build_config
 from interlink_core.errors import BadRequest
 from interlink_core.jobfiles import write_job_files
+from interlink_core.logs import format_line
 from interlink_core.models import RetrievedPodData
+from interlink_core.podrunner import STANDALONE_MODULES
 from interlink_plugins.slurm.plugin import SlurmPluginConfig
 from interlink_plugins.slurm.script import build_job, record_data
 
@@ -53,7 +57,6 @@ def test_probed_pod_runs_the_pod_runner_with_the_containers_env(tmp_path: Path) 
     assert set(files) >= {
         "spec.json",
         "lib/interlink_core/__init__.py",
-        "lib/interlink_core/logs.py",
         "lib/interlink_core/probes.py",
         "lib/interlink_core/podrunner.py",
     }
@@ -104,3 +107,16 @@ def test_the_job_script_runs_the_runner_with_plain_python3(tmp_path: Path) -> No
         assert job.wait(timeout=20) == 1  # the runner's status: a container failed (143)
     done = json.loads((pod_dir / "containers" / "main" / "exit").read_text())
     assert done["exitCode"] == 143  # sleep got SIGTERM from the runner
+
+
+def test_the_runner_copy_reads_as_python_3_8_and_logs_as_the_plugins_read() -> None:
+    core = Path(podrunner.__file__).parent
+    for module in STANDALONE_MODULES:
+        ast.parse((core / module).read_text(), module, feature_version=(3, 8))
+    t = 1796067959.741821
+    assert podrunner.format_line(t, "stderr", b"x", partial=True) == format_line(
+        t, "stderr", b"x", partial=True
+    )
+    assert (
+        podrunner.format_line(t, "stdout", b"hi") == b"2026-11-30T19:45:59.741821000Z stdout F hi\n"
+    )
