@@ -22,6 +22,8 @@ from interlink_core.jobfiles import write_job_files
 from interlink_core.logs import format_line
 from interlink_core.models import RetrievedPodData
 from interlink_core.podrunner import STANDALONE_MODULES
+from interlink_plugins.htcondor.config import HTCondorConfig
+from interlink_plugins.htcondor.submit import build_submit
 from interlink_plugins.slurm.plugin import SlurmPluginConfig
 from interlink_plugins.slurm.script import build_job, record_data
 
@@ -120,3 +122,12 @@ def test_the_runner_copy_reads_as_python_3_8_and_logs_as_the_plugins_read() -> N
     assert (
         podrunner.format_line(t, "stdout", b"hi") == b"2026-11-30T19:45:59.741821000Z stdout F hi\n"
     )
+
+
+def test_htcondor_refuses_probes_and_keeps_the_plain_wrapper(tmp_path: Path) -> None:
+    htc = build_config(HTCondorConfig, {"state_dir": str(tmp_path / "st"), "runtime": "host"})
+    with pytest.raises(BadRequest, match=r"^spec\.containers\[0\]\.readinessProbe: the HTCondor"):
+        build_submit(data([PROBED], restartPolicy="Always"), htc, tmp_path / UID)
+    plain = {"name": "main", "command": ["true"]}
+    plan, files, _ = build_submit(data([plain], restartPolicy="Always"), htc, tmp_path / UID)
+    assert "python3" not in plan.script and "spec.json" not in files
