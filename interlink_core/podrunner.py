@@ -54,6 +54,7 @@ from interlink_core.probes import (
     Backoff,
     ProbeState,
     Target,
+    needs_supervision,
     run_handler,
     should_restart,
 )
@@ -158,7 +159,7 @@ class Container:
         self.log = log
         self.results = results
         self.sup: dict[str, Any] = spec.get("supervision") or {"restartPolicy": "Never"}
-        self.supervised = self.sup.get("restartPolicy") != "Never" or len(self.sup) > 1
+        self.supervised = needs_supervision(self.sup)
         self.target = Target(
             exec_prefix=list(spec.get("exec_prefix") or []),
             env=spec.get("env"),
@@ -231,6 +232,7 @@ class Container:
         self.probes = {}
         if "postStart" in self.sup:
             self.post_started = False
+            self.waiting = {"reason": "ContainerCreating"}
             self._spawn("postStart", self.sup["postStart"], None)
         else:
             self._now_running()
