@@ -175,10 +175,12 @@ class SlurmPlugin(Plugin):
     async def cancel(self, record: JobRecord, pod: JSON) -> None:
         """``scancel`` the job, wait until SLURM let it go, remove its directory."""
         queue = await self._squeue([record.job_id])
-        if record.data.get("runner") and record.job_id in queue:
-            if queue[record.job_id].state == "RUNNING":
-                await self._stop_runner(record, pod)
-                queue = await self._squeue([record.job_id])
+        job = queue.get(record.job_id)
+        if record.data.get("runner") and job is not None and job.state == "RUNNING":
+            await self._stop_runner(record, pod)
+            queue = await self._squeue([record.job_id])
+            if record.job_id in queue and queue[record.job_id].state not in ACTIVE:
+                del queue[record.job_id]  # the runner ended it: nothing left to cancel
         if record.job_id in queue:
             self.calls.scancel += 1
             rc, _, err = await run([self.settings.scancel, record.job_id])
