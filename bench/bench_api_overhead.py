@@ -42,6 +42,7 @@ def pod(name: str, command: list[str] | None = None) -> dict[str, Any]:
         "kind": "Pod",
         "metadata": {"name": name, "namespace": "bench", "uid": str(uuid.uuid4())},
         "spec": {
+            "restartPolicy": "Never",
             "containers": [{"name": "main", "image": "none", "command": command or ["true"]}],
             "terminationGracePeriodSeconds": 5,
         },

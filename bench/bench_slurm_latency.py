@@ -75,7 +75,10 @@ async def ours_once(plugin: SlurmPlugin) -> float:
     uid = str(uuid.uuid4())
     pod = {
         "metadata": {"name": "lat", "namespace": "bench", "uid": uid},
-        "spec": {"containers": [{"name": "main", "image": "x", "command": ["sleep", "2"]}]},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "x", "command": ["sleep", "2"]}],
+        },
     }
     t0 = time.perf_counter()
     done = await plugin.submit(RetrievedPodData(pod=pod))

@@ -46,7 +46,10 @@ async def bench(root: Path, jobs: int, repeat: int) -> dict[str, Any]:
                 "uid": str(uuid.uuid4()),
                 "annotations": {"slurm-job.vk.io/flags": "--hold"},
             },
-            "spec": {"containers": [{"name": "main", "image": "x", "command": ["true"]}]},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "main", "image": "x", "command": ["true"]}],
+            },
         }
         done = await plugin.submit(RetrievedPodData(pod=pod))
         records.append(

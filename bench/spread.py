@@ -9,8 +9,8 @@ figures relative to a same-run baseline: ``"ratios"`` (measured / baseline) and 
 (measured - baseline, for a latency measured from the baseline's own event), with ``"machine"``
 (cores, load before and after). Then it prints one row per figure: every run's value, the median
 and the spread (max - min), with the load of each run, and writes ``<name>.spread.json`` next to
-the benchmark's JSON. A ratio whose spread is
-larger than its distance from a target cannot be called met or missed from these runs.
+the benchmark's JSON. A ratio whose spread is larger than its distance from a target cannot be
+called met or missed from these runs.
 """
 
 from __future__ import annotations
@@ -66,13 +66,21 @@ def load_cell(run: dict[str, Any]) -> str:
         return "?"
 
 
+def fmt(value: float, scale: float | None = None) -> str:
+    """Two decimals, or three significant digits for a figure (or the spread of a figure,
+    ``scale``) below 0.1: 0.0136, not 0.01."""
+    return f"{value:.2f}" if abs(value if scale is None else scale) >= 0.1 else f"{value:.3g}"
+
+
 def render(table: dict[str, Any], runs: list[dict[str, Any]]) -> str:
     heads = " | ".join(f"run {i + 1}" for i in range(len(runs)))
     lines = [f"| figure | {heads} | median | spread (max - min) |"]
     lines.append("|---" * (len(runs) + 3) + "|")
     for name, s in table.items():
-        cells = " | ".join(f"{v:.2f}" for v in s["runs"])
-        lines.append(f"| {name} | {cells} | **{s['median']:.2f}** | {s['spread']:.2f} |")
+        cells = " | ".join(fmt(v) for v in s["runs"])
+        lines.append(
+            f"| {name} | {cells} | **{fmt(s['median'])}** | {fmt(s['spread'], s['median'])} |"
+        )
     cores = {(r.get("machine") or {}).get("cores") for r in runs}
     loads = " | ".join(load_cell(r) for r in runs)
     lines.append(
