@@ -60,6 +60,19 @@ def render(line: bytes, since: datetime | None, timestamps: bool) -> bytes | Non
     return text
 
 
+def select(lines: list[bytes], opts: ContainerLogOpts) -> bytes:
+    """Apply since, tail, timestamps and bytes to whole CRI lines held in memory (for a log
+    kept elsewhere than in a file; files are read with :func:`read_log`)."""
+    since = opts.since()
+    out = [r for r in (render(line, since, opts.Timestamps) for line in lines) if r is not None]
+    if opts.Tail:
+        out = out[-opts.Tail :]
+    body = b"".join(out)
+    if opts.Bytes:
+        body = body[: opts.Bytes]
+    return body
+
+
 BLOCK = 64 * 1024
 """Bytes read from a log file at a time."""
 FOLLOW_READ = 16 * BLOCK
