@@ -19,36 +19,48 @@ DNS1123_SUBDOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})*\Z")
 UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 """A pod UID as far as paths are concerned (Kubernetes makes UUIDs)."""
 
-_LABEL_RULE = (
+LABEL_RULE = (
     "a DNS-1123 label: at most 63 lower-case letters, digits or '-', starting and ending with "
     "a letter or digit"
 )
-_SUBDOMAIN_RULE = (
+SUBDOMAIN_RULE = (
     "a DNS-1123 subdomain: at most 253 lower-case letters, digits, '-' or '.', starting and "
     "ending with a letter or digit"
 )
-_UID_RULE = "at most 128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+UID_RULE = "at most 128 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
-def _check(value: Any, pattern: re.Pattern[str], limit: int, field: str, rule: str) -> None:
+def _problem(value: Any, pattern: re.Pattern[str], limit: int, field: str, rule: str) -> str:
     if not isinstance(value, str) or len(value) > limit or not pattern.match(value):
-        raise BadRequest(f"{field}: {value!r} is not a valid name; it must be {rule}")
+        return f"{field}: {value!r} is not a valid name; it must be {rule}"
+    return ""
+
+
+def pod_name_problems(pod: Any, where: str = "pod") -> list[str]:
+    """One line per invalid name of the pod (name, namespace, UID, container names), each
+    naming its field; ``where`` prefixes the field paths."""
+    meta = pod.get("metadata") if isinstance(pod, dict) else None
+    if not isinstance(meta, dict):
+        return [f"{where}.metadata: missing; a pod needs metadata.name, namespace and uid"]
+    at = f"{where}.metadata"
+    found = [
+        _problem(meta.get("name"), DNS1123_SUBDOMAIN, 253, f"{at}.name", SUBDOMAIN_RULE),
+        _problem(meta.get("namespace"), DNS1123_LABEL, 63, f"{at}.namespace", LABEL_RULE),
+        _problem(meta.get("uid"), UID, 128, f"{at}.uid", UID_RULE),
+    ]
+    spec = pod.get("spec") or {}
+    for kind in ("initContainers", "containers"):
+        containers = spec.get(kind) if isinstance(spec, dict) else None
+        for i, c in enumerate(containers if isinstance(containers, list) else []):
+            if isinstance(c, dict):
+                field = f"{where}.spec.{kind}[{i}].name"
+                found.append(_problem(c.get("name"), DNS1123_LABEL, 63, field, LABEL_RULE))
+    return [p for p in found if p]
 
 
 def check_pod_names(pod: Any, where: str = "pod") -> None:
-    """Raise :class:`BadRequest` (400) naming the field when the pod's name, namespace, UID or a
-    container name is not a valid Kubernetes name. ``where`` prefixes the field path."""
-    meta = pod.get("metadata") if isinstance(pod, dict) else None
-    if not isinstance(meta, dict):
-        raise BadRequest(f"{where}.metadata: missing; a pod needs metadata.name, namespace, uid")
-    _check(meta.get("name"), DNS1123_SUBDOMAIN, 253, f"{where}.metadata.name", _SUBDOMAIN_RULE)
-    _check(meta.get("namespace"), DNS1123_LABEL, 63, f"{where}.metadata.namespace", _LABEL_RULE)
-    _check(meta.get("uid"), UID, 128, f"{where}.metadata.uid", _UID_RULE)
-    spec = pod.get("spec") or {}
-    if not isinstance(spec, dict):
-        return
-    for kind in ("initContainers", "containers"):
-        for i, c in enumerate(spec.get(kind) or []):
-            if isinstance(c, dict):
-                field = f"{where}.spec.{kind}[{i}].name"
-                _check(c.get("name"), DNS1123_LABEL, 63, field, _LABEL_RULE)
+    """Raise :class:`BadRequest` (400) naming every field whose name is not a valid Kubernetes
+    name (see :func:`pod_name_problems`)."""
+    problems = pod_name_problems(pod, where)
+    if problems:
+        raise BadRequest("; ".join(problems))
