@@ -1,4 +1,5 @@
-"""Container runtimes shared by the plugins: the host runtime's default ``PATH`` and podman.
+"""Container runtimes shared by the plugins: the host runtime's default ``PATH`` and the Event
+saying it does not enforce ``readOnly`` mounts, and podman.
 
 podman runs a container as podman-hpc-style sites do::
 
@@ -7,7 +8,7 @@ podman runs a container as podman-hpc-style sites do::
       --user <runAsUser>[:<runAsGroup>] [--entrypoint <command as JSON>] <image> <args...>
 
 Kubernetes' ``command`` replaces the image's ENTRYPOINT (and then its CMD is not used, as with
-any OCI runtime), ``args`` replace its CMD; with neither, the image's own run.
+any OCI runtime), ``args`` replace its CMD; with neither, the image runs as built.
 
 Every ``podman run`` goes through a small bash wrapper (:data:`WRAPPER`, passed inline with
 ``bash -c`` so a job needs no extra file) that
@@ -19,7 +20,7 @@ Every ``podman run`` goes through a small bash wrapper (:data:`WRAPPER`, passed 
   podman 4.3 on cgroup v1 reports ``OOMKilled=false`` even then, so the kernel's own report
   (``dmesg``: ``oom-kill:... task_memcg=.../libpod-<container id>``) is read, and an ``oom``
   marker file is written in the container's state directory; status assembly reports
-  ``OOMKilled`` when it is there (:func:`interlink_core.jobfiles.oom_killed`). Reading the
+  ``OOMKilled`` when it is there (:func:`interlink_core.jobfiles.exit_reason`). Reading the
   kernel log needs root or ``kernel.dmesg_restrict=0``; without it the exit stays ``Error``.
 """
 
@@ -245,13 +246,19 @@ shift 4
 cid="$state/podman.cid"
 mkdir -p "$state"
 rm -f "$state/oom" "$cid"
-il_stop() { "$podman" stop --ignore -t "$grace" "$name" >/dev/null 2>&1; }
+stopped=
+il_stop() {
+  stopped=1
+  "$podman" stop --ignore -t "$grace" "$name" >/dev/null 2>&1
+}
 trap il_stop TERM INT HUP
 "$podman" "$1" --cidfile "$cid" "${@:2}" &
 pid=$!
 while kill -0 "$pid" 2>/dev/null; do wait "$pid"; done
 wait "$pid"
 rc=$?
+# stopped: gone before we end (podman run's own --rm may not have run: it was signalled too)
+[ -z "$stopped" ] || "$podman" rm --force --ignore "$name" >/dev/null 2>&1
 if [ "$rc" = 137 ] && [ -s "$cid" ] &&
   dmesg 2>/dev/null | grep -q "task_memcg=[^ ]*libpod-$(cat "$cid")"; then
   : > "$state/OOM_MARKER"
@@ -268,7 +275,7 @@ def wrapped(cfg: PodmanConfig, name: str, state_dir: str, grace: int, run: list[
     return ["bash", "-c", WRAPPER, "il-podman", cfg.binary, name, state_dir, str(grace), *run]
 
 
-def remove_argv(cfg: PodmanConfig, names: list[str]) -> list[str]:
-    """``podman rm`` of these containers, killed at once if still running, absent ones
-    ignored (the last resort when a pod is deleted)."""
-    return [cfg.binary, "rm", "--force", "--ignore", "--time", "0", *names]
+def remove_argv(cfg: PodmanConfig, names: list[str], timeout: int = 0) -> list[str]:
+    """``podman rm`` of these containers, stopped first if still running (killed after
+    ``timeout`` seconds), absent ones ignored: what deleting a pod ends with."""
+    return [cfg.binary, "rm", "--force", "--ignore", "--time", str(timeout), *names]

@@ -301,3 +301,15 @@ def test_pod_runner_numbers_its_events_after_the_plugins(tmp_path: Path) -> None
     log.add("main", "Unhealthy", "Readiness probe failed")
     seqs = [json.loads(line)["seq"] for line in (tmp_path / "kube-events").read_text().splitlines()]
     assert seqs == [1, 2, 3]
+
+
+def test_podman_job_removes_its_containers_when_cancelled(tmp_path: Path) -> None:
+    p = pod([{"name": "a", "image": "i", "command": ["x"]}, {"name": "b", "image": "i"}])
+    cfg = build_config(SlurmPluginConfig, {"state_dir": str(tmp_path), "runtime": "podman"})
+    plan, _ = build_job(RetrievedPodData(pod=p), cfg, tmp_path / UID)
+    body = plan.script[plan.script.index("il_pids=()") :].splitlines()
+    assert body[1] == (
+        f"trap 'podman rm --force --ignore --time 2 il-{UID}-a il-{UID}-b >/dev/null 2>&1; "
+        "exit 143' TERM INT"
+    )
+    assert body.index(body[1]) < min(i for i, x in enumerate(body) if x.startswith("il_run "))

@@ -16,6 +16,10 @@ host's file system, so every occurrence of a container's ``volumeMounts[].mountP
 command, args, env values and ``workingDir`` is replaced by the volume's directory on disk
 (``subPath`` honoured), and ``$INTERLINK_POD_DIR`` names the pod directory. A program that builds
 a mounted path by itself (a path compiled in, or read from a file) will not find the volume.
+
+With ``runtime: podman`` each container runs its image instead (:mod:`interlink_plugins.runtimes`:
+``podman run --network host`` with bind mounts, the image's entrypoint and environment, memory
+limits); its podman container is removed when the pod is deleted.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -33,7 +38,7 @@ import time
 from collections.abc import AsyncIterator
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -42,9 +47,12 @@ from interlink_core.jobfiles import (
     assemble_pod_status,
     base_status,
     container_logs,
+    event_lines,
+    exit_reason,
     read_float,
     read_json,
     rfc3339,
+    supervision,
     waiting,
 )
 from interlink_core.models import (
@@ -70,6 +78,19 @@ from interlink_core.podspec import (
 )
 from interlink_core.sdk import Plugin, PluginConfig, Submitted
 from interlink_core.store import JobRecord
+
+from ..runtimes import (
+    DEFAULT_PATH,
+    PodmanConfig,
+    container_name,
+    env_file,
+    host_read_only_events,
+    limit_options,
+    remove_argv,
+    run_args,
+    run_as,
+    wrapped,
+)
 
 log = logging.getLogger("interlink.plugin.local")
 
@@ -98,8 +119,15 @@ class LocalConfig(PluginConfig):
     max_pods: int = Field(default=1000, ge=1, description="Pods this node accepts at once.")
     inherit_env: list[str] = Field(
         default_factory=lambda: ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR"],
-        description="Variables of the plugin's environment passed on to every container.",
+        description="Variables of the plugin's environment passed on to every container "
+        "(runtime host; PATH defaults to the standard one when the plugin has none).",
     )
+    runtime: Literal["host", "podman"] = Field(
+        default="host",
+        description="host: each container is a process on this host (the image is ignored); "
+        "podman: each container runs its image with podman (--network host).",
+    )
+    podman: PodmanConfig = Field(default_factory=PodmanConfig)
 
     @field_validator("ip_range")
     @classmethod
@@ -238,8 +266,17 @@ class LocalPlugin(Plugin):
             images[c["name"]] = str(c.get("image") or "")
             key = "init" if kind == "init" else "containers"
             run[key].append(self._container_spec(data, c, where, volumes, pod_dir, ip))
-        (pod_dir / "containers").mkdir()
-        body = {"grace": self._grace(pod), **run}
+        (pod_dir / "containers").mkdir(exist_ok=True)  # podman env files are in it already
+        if self.settings.runtime == "host":
+            notices = [n for _, w, c in pod_containers(pod) for n in host_read_only_events(c, w)]
+            if notices:
+                (pod_dir / "kube-events").write_text(event_lines(notices, time.time()))
+        body: dict[str, Any] = {"grace": self._grace(pod), **run}
+        if self.settings.runtime == "podman":
+            body["podman"] = {
+                "binary": self.settings.podman.binary,
+                "names": [c["podman"]["name"] for c in [*run["init"], *run["containers"]]],
+            }
         (pod_dir / "spec.json").write_text(json.dumps(body))
         with open(pod_dir / "runner.log", "ab") as out:
             proc = subprocess.Popen(
@@ -275,6 +312,8 @@ class LocalPlugin(Plugin):
     ) -> dict[str, Any]:
         pod = data.pod
         command, args = command_line(c, where)
+        if self.settings.runtime == "podman":
+            return self._podman_spec(data, c, where, volumes, pod_dir, ip)
         if not command and not args:
             raise BadRequest(
                 f"{where}.command: is required by the local plugin (there is no image "
@@ -288,7 +327,7 @@ class LocalPlugin(Plugin):
         rewrite = path_rewriter(mounts)
         pod_env = {k: rewrite(v) for k, v in pod_env.items()}
         argv = [expand(rewrite(a), pod_env) for a in [*command, *args]]
-        env = {k: os.environ[k] for k in self.settings.inherit_env if k in os.environ}
+        env = self._host_env()
         env.update({"POD_IP": ip, "HOSTNAME": pod_meta(pod)[1]})
         env.update(pod_env)
         env[POD_DIR_ENV] = str(pod_dir)
@@ -304,6 +343,73 @@ class LocalPlugin(Plugin):
                 )
             cwd = wd
         return {"name": c["name"], "argv": argv, "env": env, "cwd": str(cwd)}
+
+    def _host_env(self) -> dict[str, str]:
+        """The plugin's own variables a container gets (``inherit_env``), with the standard
+        ``PATH`` when the plugin has none."""
+        env = {k: os.environ[k] for k in self.settings.inherit_env if k in os.environ}
+        env.setdefault("PATH", DEFAULT_PATH)
+        return env
+
+    def _podman_spec(
+        self,
+        data: RetrievedPodData,
+        c: JSON,
+        where: str,
+        volumes: dict[str, Path],
+        pod_dir: Path,
+        ip: str,
+    ) -> dict[str, Any]:
+        """A container run by podman: the runner starts the podman wrapper; the pod's
+        environment goes into an env file, its volumes are bind-mounted (``readOnly`` as
+        ``:ro``), ``$(VAR)`` references in command and args are expanded as a kubelet does."""
+        pod = data.pod
+        name = str(c["name"])
+        command, args = command_line(c, where)
+        pod_env = {"POD_IP": ip, "HOSTNAME": pod_meta(pod)[1]}
+        pod_env.update(resolve_env(pod, c, data, ip, host_ip="127.0.0.1"))
+        mounts = container_mounts(c, volumes, where, pod_env)
+        state = pod_dir / "containers" / name
+        state.mkdir(parents=True, exist_ok=True)
+        content, multiline = env_file(pod_env, where)
+        (state / "env").write_text(content)
+        (state / "env").chmod(0o600)
+        cname = container_name(pod_dir.name, name)
+        workdir = c.get("workingDir")
+        if workdir is not None and (not isinstance(workdir, str) or not workdir.startswith("/")):
+            raise BadRequest(f"{where}.workingDir: {workdir!r} must be an absolute path")
+        cfg = self.settings.podman
+
+        def fix(word: str) -> str:
+            return expand(word, pod_env)
+
+        run = run_args(
+            cfg,
+            name=cname,
+            image=str(c.get("image") or ""),
+            command=[fix(a) for a in command],
+            args=[fix(a) for a in args],
+            env_path=str(state / "env"),
+            multiline_env=multiline,
+            binds=[(str(m.source), m.mount_path, m.read_only) for m in mounts],
+            workdir=workdir,
+            user=run_as(pod, c, where),
+            limits=limit_options(c, where),
+            where=where,
+        )
+        env = self._host_env()
+        env[POD_DIR_ENV] = str(pod_dir)
+        argv = wrapped(cfg, cname, str(state), math.ceil(self._grace(pod)), run)
+        cwd = pod_dir / "work" / name
+        return {
+            "name": name,
+            "argv": argv,
+            "env": env,
+            "cwd": str(cwd),
+            "host": ip,
+            "podman": {"binary": cfg.binary, "name": cname},
+            "supervision": supervision(pod, c, where, fix),
+        }
 
     # --- volumes of running pods ---------------------------------------------------------------
 
@@ -415,9 +521,10 @@ class LocalPlugin(Plugin):
             status["containerID"] = f"local://{int(pid)}"
         if exit_info is not None:
             finished = float(exit_info.get("finishedAt", time.time()))
+            code = int(exit_info.get("exitCode", LOST_EXIT_CODE))
             term: JSON = {
-                "exitCode": int(exit_info.get("exitCode", LOST_EXIT_CODE)),
-                "reason": str(exit_info.get("reason", "Error")),
+                "exitCode": code,
+                "reason": exit_reason(cdir, code, str(exit_info.get("reason", "Error"))),
                 "startedAt": rfc3339(started if started is not None else finished),
                 "finishedAt": rfc3339(finished),
             }
@@ -503,9 +610,29 @@ class LocalPlugin(Plugin):
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.02)  # runs in a worker thread; wait until they are really gone
+        self._remove_podman_containers(pod_dirs)
         if remove:
             for d in pod_dirs:
                 shutil.rmtree(d, ignore_errors=True)
+
+    def _remove_podman_containers(self, pod_dirs: list[Path]) -> None:
+        """``podman rm --force`` the containers of these pods that may outlive their runner:
+        a container is a child of podman's conmon, so killing the pod's processes does not
+        end it."""
+        for d in pod_dirs:
+            spec = read_json(d / "spec.json") or {}
+            podman = spec.get("podman")
+            if not isinstance(podman, dict) or not podman.get("names"):
+                continue
+            cfg = PodmanConfig(binary=str(podman.get("binary") or "podman"))
+            argv = remove_argv(cfg, [str(n) for n in podman["names"]])
+            try:
+                done = subprocess.run(argv, capture_output=True, text=True, check=False)
+            except OSError as exc:
+                log.warning("%s failed: %s", " ".join(argv), exc)
+                continue
+            if done.returncode != 0:
+                log.warning("%s failed: %s", " ".join(argv), done.stderr.strip())
 
     # --- ping -------------------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ from ..runtimes import (
     host_env,
     host_read_only_events,
     limit_options,
+    remove_argv,
     run_args,
     run_as,
     wrapped,
@@ -599,6 +600,15 @@ def build_job(
             *(f"{line} >/dev/null 2>&1" for line in b.cleanup),
             'exit "$il_rc"',
         ]
+        if cfg.runtime == "podman":
+            # on scancel the job removes its containers before it ends (they are children of
+            # podman's conmon, not of the job); SLURM keeps the job COMPLETING meanwhile, so
+            # the plugin's delete returns once they are gone
+            names = [container_name(uid, n) for n in [*b.plan.init, *b.plan.containers]]
+            down = remove_argv(cfg.podman, names, cfg.podman.stop_timeout)
+            b.lines.insert(
+                0, f"trap {shlex.quote(b.command(down) + ' >/dev/null 2>&1; exit 143')} TERM INT"
+            )
         if scratch is not None:
             refuse_supervision(data.pod, SCRATCH_NO_PROBES)
         if b.supervised and scratch is None:

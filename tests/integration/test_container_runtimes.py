@@ -1,0 +1,268 @@
+"""Image semantics with a real container runtime: pods through the real control plane, a VK,
+the API server and the SLURM plugin (real SLURM) or the local plugin, both with
+``runtime: podman`` (tests/world/podman-up: Debian's podman + runc, a busybox image built
+locally). Also the host runtime's default PATH on SLURM."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.k8s import K8sInfo
+from tests.helpers.podman import PodmanInfo, ensure_podman, running_containers
+from tests.helpers.slurm import SlurmInfo
+from tests.helpers.vk import RunningVK, plugin_vk, slurm_vk
+from tests.helpers.world import until
+
+pytestmark = pytest.mark.integration
+
+STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+IMAGE_PATH = "/opt/tools/bin:" + STANDARD_PATH
+
+
+@pytest.fixture(scope="session")
+def podman() -> PodmanInfo:
+    return ensure_podman()
+
+
+@pytest.fixture(params=["slurm", "local"])
+async def vk(
+    request: pytest.FixtureRequest,
+    k8s: K8sInfo,
+    podman: PodmanInfo,
+    tmp_path: Path,
+) -> AsyncIterator[RunningVK]:
+    """A virtual node whose plugin runs containers with podman."""
+    if request.param == "slurm":
+        slurm: SlurmInfo = request.getfixturevalue("slurm")
+        async with slurm_vk(k8s, slurm, tmp_path, "vk-podman", {"runtime": "podman"}) as vk:
+            yield vk
+    else:
+        async with plugin_vk(k8s, tmp_path, "vk-podman", "local", {"runtime": "podman"}) as vk:
+            yield vk
+
+
+def terminated(p: dict[str, Any], name: str) -> dict[str, Any]:
+    for s in (p.get("status") or {}).get("containerStatuses") or []:
+        if s["name"] == name:
+            return dict((s.get("state") or {}).get("terminated") or {})
+    return {}
+
+
+def ended(p: dict[str, Any]) -> bool:
+    return (p.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+async def logs(vk: RunningVK, pod: str, container: str) -> list[str]:
+    out = await vk.kubectl("logs", pod, "-c", container, "-n", vk.ns)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
+async def test_image_entrypoint_cmd_path_env_user_and_working_dir(
+    vk: RunningVK, podman: PodmanInfo
+) -> None:
+    image = podman.busybox
+    manifest = vk.pod_manifest(
+        "image",
+        [
+            # neither command nor args: the image's ENTRYPOINT with its CMD
+            {"name": "plain", "image": image},
+            # args only: the image's ENTRYPOINT with these args; the pod's env wins
+            {
+                "name": "args",
+                "image": image,
+                "args": ["from-args"],
+                "env": [{"name": "IMAGE_GREETING", "value": "from-pod"}],
+            },
+            # command: replaces the ENTRYPOINT; the image's PATH finds its tool
+            {
+                "name": "tools",
+                "image": image,
+                "command": ["sh", "-c"],
+                "args": ["echo $PATH; il-hello; id -u; pwd"],
+                "workingDir": "/home/worker",
+                "securityContext": {"runAsUser": 1000},
+            },
+        ],
+    )
+    out = await vk.kubectl("apply", "-f", "-", input=manifest)
+    assert out.returncode == 0, out.stderr
+    done = await vk.wait_pod("image", ended, timeout=120)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert await logs(vk, "image", "plain") == [
+        "il-entry ran with: image-default-cmd",
+        f"PATH={IMAGE_PATH}",
+        "IMAGE_GREETING=hello-from-image",
+    ]
+    assert await logs(vk, "image", "args") == [
+        "il-entry ran with: from-args",
+        f"PATH={IMAGE_PATH}",
+        "IMAGE_GREETING=from-pod",
+    ]
+    assert await logs(vk, "image", "tools") == [
+        IMAGE_PATH,
+        "il-hello from the image",
+        "1000",
+        "/home/worker",
+    ]
+
+
+async def test_read_only_mount_refuses_writes(vk: RunningVK, podman: PodmanInfo) -> None:
+    script = (
+        "echo data > /rw/file; cat /ro/file; "
+        "if echo more > /ro/other; then echo WRITTEN; else echo REFUSED; fi; "
+        "if rm /ro/file; then echo REMOVED; else echo KEPT; fi; pwd"
+    )
+    manifest = vk.pod_manifest(
+        "readonly",
+        [
+            {
+                "name": "main",
+                "image": podman.busybox,
+                "command": ["sh", "-c", script],
+                "workingDir": "/rw",
+                "volumeMounts": [
+                    {"name": "shared", "mountPath": "/rw"},
+                    {"name": "shared", "mountPath": "/ro", "readOnly": True},
+                ],
+            }
+        ],
+        volumes=[{"name": "shared", "emptyDir": {}}],
+    )
+    out = await vk.kubectl("apply", "-f", "-", input=manifest)
+    assert out.returncode == 0, out.stderr
+    done = await vk.wait_pod("readonly", ended, timeout=120)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    lines = await logs(vk, "readonly", "main")
+    assert [line for line in lines if "Read-only file system" not in line] == [
+        "data",
+        "REFUSED",
+        "KEPT",
+        "/rw",
+    ]
+
+
+async def test_memory_limit_ends_in_oomkilled(vk: RunningVK, podman: PodmanInfo) -> None:
+    manifest = vk.pod_manifest(
+        "hungry",
+        [
+            {
+                "name": "main",
+                "image": podman.busybox,
+                # dd allocates its 200 MB block and fills it
+                "command": ["dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"],
+                "resources": {"limits": {"memory": "64Mi"}},
+            }
+        ],
+    )
+    out = await vk.kubectl("apply", "-f", "-", input=manifest)
+    assert out.returncode == 0, out.stderr
+    done = await vk.wait_pod("hungry", ended, timeout=120)
+    assert done["status"]["phase"] == "Failed"
+    term = terminated(done, "main")
+    assert (term["reason"], term["exitCode"]) == ("OOMKilled", 137), term
+
+
+async def test_deleted_pod_leaves_no_podman_container(vk: RunningVK, podman: PodmanInfo) -> None:
+    manifest = vk.pod_manifest(
+        "stubborn",
+        [
+            {
+                "name": "main",
+                "image": podman.busybox,
+                # ignores SIGTERM: only a kill ends it
+                "command": ["sh", "-c", "trap '' TERM; echo up; while :; do sleep 1; done"],
+            }
+        ],
+    )
+    out = await vk.kubectl("apply", "-f", "-", input=manifest)
+    assert out.returncode == 0, out.stderr
+    running = await vk.wait_pod(
+        "stubborn", lambda p: (p.get("status") or {}).get("phase") == "Running", timeout=120
+    )
+    prefix = f"il-{running['metadata']['uid']}-"
+    assert running_containers(prefix) == [f"{prefix}main"]
+    out = await vk.kubectl("delete", "pod", "stubborn", "-n", vk.ns, "--timeout=90s")
+    assert out.returncode == 0, out.stderr
+    assert running_containers(prefix) == []
+
+
+async def test_host_runtime_on_slurm_has_a_standard_path(
+    k8s: K8sInfo, slurm: SlurmInfo, tmp_path: Path
+) -> None:
+    async with slurm_vk(k8s, slurm, tmp_path, "vk-path") as vk:
+        manifest = vk.pod_manifest(
+            "path",
+            [
+                {"name": "default", "image": "none", "command": ["printenv", "PATH"]},
+                {
+                    "name": "own",
+                    "image": "none",
+                    "command": ["printenv", "PATH"],
+                    "env": [{"name": "PATH", "value": "/opt/site/bin:/bin"}],
+                },
+            ],
+        )
+        out = await vk.kubectl("apply", "-f", "-", input=manifest)
+        assert out.returncode == 0, out.stderr
+        done = await vk.wait_pod("path", ended, timeout=120)
+        assert done["status"]["phase"] == "Succeeded", done["status"]
+        assert await logs(vk, "path", "default") == [STANDARD_PATH]
+        assert await logs(vk, "path", "own") == ["/opt/site/bin:/bin"]
+
+
+@pytest.mark.parametrize("backend", ["slurm", "local"])
+async def test_host_runtime_says_in_an_event_that_read_only_is_not_enforced(
+    backend: str, k8s: K8sInfo, slurm: SlurmInfo, tmp_path: Path
+) -> None:
+    config = {"runtime": "host"}
+    if backend == "slurm":
+        config["partition"] = slurm.partition
+    async with plugin_vk(k8s, tmp_path, "vk-ro", backend, config) as vk:
+        manifest = vk.pod_manifest(
+            "ro",
+            [
+                {
+                    "name": "main",
+                    "image": "none",
+                    "command": ["sleep", "1"],
+                    "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": True}],
+                }
+            ],
+            volumes=[{"name": "data", "emptyDir": {}}],
+        )
+        out = await vk.kubectl("apply", "-f", "-", input=manifest)
+        assert out.returncode == 0, out.stderr
+
+        async def warnings() -> list[dict[str, Any]]:
+            out = await vk.kubectl(
+                "get",
+                "events",
+                "-n",
+                vk.ns,
+                "--field-selector",
+                "involvedObject.name=ro",
+                "-o",
+                "json",
+            )
+            items = json.loads(out.stdout or '{"items": []}')["items"]
+            return [e for e in items if e.get("reason") == "ReadOnlyNotEnforced"]
+
+        found = await until(warnings, timeout=90, what="a ReadOnlyNotEnforced Event")
+        assert found[0]["type"] == "Warning"
+        # the pod's own volume, and the service-account token Kubernetes mounts read-only
+        message = found[0]["message"]
+        assert message.startswith(
+            "spec.containers[0].volumeMounts: readOnly is not enforced by this node's runtime "
+            "(host: the container runs as a process on the host and can write to data at "
+            "/data, kube-api-access-"
+        ), message
+        assert message.endswith(
+            " at /var/run/secrets/kubernetes.io/serviceaccount); ask for a node with a "
+            "container runtime where it must hold"
+        ), message
