@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 import machine  # noqa: E402  (bench/, next to this script)
 
-from interlink_core.client import InterLinkClient, static_token  # noqa: E402
+from interlink_core.client import InterLinkClient, RemoteError, static_token  # noqa: E402
 from interlink_core.embedded import EmbeddedEdge  # noqa: E402
 from interlink_core.models import PodCreateRequests  # noqa: E402
 from interlink_vk.podstatus import kube_status  # noqa: E402
@@ -128,7 +128,16 @@ async def phase(
     elapsed = time.monotonic() - t0
     edge_cpu = (sum(cpu_seconds(p) for p in edge_pids) - edge_cpu0) / elapsed
     run_cpu = (sum(cpu_seconds(p, children=True) for p in runners) - run_cpu0) / elapsed
-    await asyncio.gather(*(client.delete(p) for p in pods))
+
+    async def delete(p: dict[str, Any]) -> None:
+        async with sem:
+            try:
+                await client.delete(p)
+            except RemoteError as exc:  # a retried delete the first try completed
+                if "not known" not in str(exc):
+                    raise
+
+    await asyncio.gather(*(delete(p) for p in pods))
     return {
         "probed": probed,
         "status_call_s": calls,
