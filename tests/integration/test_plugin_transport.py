@@ -26,6 +26,7 @@ from tests.helpers.world import (
     start_api,
     start_plugin,
     stop,
+    tls,
     wait_ready,
 )
 
@@ -228,12 +229,12 @@ def test_mtls_plugin_accepts_only_a_client_certificate_of_its_ca(tmp_path: Path)
     ):
         files[name] = tmp_path / name
         blob.write_to_path(str(files[name]))
-    tls = {"cert": str(files["server.pem"]), "key": str(files["server.key"])}
+    server_files = {"cert": str(files["server.pem"]), "key": str(files["server.key"])}
     root = tmp_path / "plugin"
     root.mkdir()
     port = free_port()
     cfg = root / "plugin.yaml"
-    mtls = {**tls, "client_ca": str(files["ca.pem"])}
+    mtls = {**server_files, "client_ca": str(files["ca.pem"])}
     cfg.write_text(yaml.safe_dump({"state_dir": str(root / "s"), "port": port, "tls": mtls}))
     log = root / "plugin.log"
     proc = subprocess.Popen(
@@ -245,9 +246,9 @@ def test_mtls_plugin_accepts_only_a_client_certificate_of_its_ca(tmp_path: Path)
     url = f"https://127.0.0.1:{port}"
     api = None
     try:
-        wait_ready(url + "/healthz", proc, log, verify=str(files["ca.pem"]))
+        wait_ready(url + "/healthz", proc, log, verify=tls(files["ca.pem"]))
         anonymous = httpx.request(
-            "GET", url + "/status", json=[], verify=str(files["ca.pem"]), timeout=10
+            "GET", url + "/status", json=[], verify=tls(files["ca.pem"]), timeout=10
         )
         assert anonymous.status_code == 401
         assert "a TLS client certificate signed by the client CA" in anonymous.json()["error"]
@@ -385,7 +386,7 @@ def test_api_and_doctor_refuse_configurations_that_cannot_work(
     server.cert_chain_pems[0].write_to_path(str(tmp_path / "server.pem"))
     server.private_key_pem.write_to_path(str(tmp_path / "server.key"))
     (tmp_path / "garbage.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64\n")
-    tls = {"cert": str(tmp_path / "server.pem"), "key": str(tmp_path / "server.key")}
+    server_tls = {"cert": str(tmp_path / "server.pem"), "key": str(tmp_path / "server.key")}
     dev = {"insecure_dev_token": DEV_TOKEN}
     mtls = {"client_ca": str(tmp_path / "ca.pem")}
     config = {
@@ -399,7 +400,7 @@ def test_api_and_doctor_refuse_configurations_that_cannot_work(
         "plugin_token_missing": api_config(tmp_path, **dev),
     }[case]
     if case not in ("mtls_without_tls", "http_issuer", "plugin_token_missing"):
-        config["listen"]["tls"] = tls
+        config["listen"]["tls"] = server_tls
     if case == "plugin_token_missing":
         config["plugin"]["token_file"] = str(tmp_path / "no-token")
     path = tmp_path / "api.yaml"
