@@ -44,6 +44,7 @@ from pydantic import Field, field_validator
 
 from interlink_core.errors import BackendUnavailable, BadRequest
 from interlink_core.jobfiles import (
+    apply_supervision,
     assemble_pod_status,
     base_status,
     container_logs,
@@ -51,6 +52,7 @@ from interlink_core.jobfiles import (
     exit_reason,
     read_float,
     read_json,
+    recent_events,
     rfc3339,
     supervision,
     waiting,
@@ -265,7 +267,11 @@ class LocalPlugin(Plugin):
         for kind, where, c in pod_containers(pod):
             images[c["name"]] = str(c.get("image") or "")
             key = "init" if kind == "init" else "containers"
-            run[key].append(self._container_spec(data, c, where, volumes, pod_dir, ip))
+            spec = self._container_spec(data, c, where, volumes, pod_dir, ip)
+            if "podman" in spec:  # probes and hooks run in the container
+                spec["exec_prefix"] = [spec["podman"]["binary"], "exec", spec["podman"]["name"]]
+                spec.setdefault("supervision", supervision(pod, c, where, str))
+            run[key].append(spec)
         (pod_dir / "containers").mkdir(exist_ok=True)  # podman env files are in it already
         if self.settings.runtime == "host":
             notices = [n for _, w, c in pod_containers(pod) for n in host_read_only_events(c, w)]
@@ -326,7 +332,11 @@ class LocalPlugin(Plugin):
                 raise BadRequest(f"{where}.volumeMounts[{j}].mountPath: cannot mount at /")
         rewrite = path_rewriter(mounts)
         pod_env = {k: rewrite(v) for k, v in pod_env.items()}
-        argv = [expand(rewrite(a), pod_env) for a in [*command, *args]]
+
+        def fix(word: str) -> str:
+            return expand(rewrite(word), pod_env)
+
+        argv = [fix(a) for a in [*command, *args]]
         env = self._host_env()
         env.update({"POD_IP": ip, "HOSTNAME": pod_meta(pod)[1]})
         env.update(pod_env)
@@ -342,7 +352,14 @@ class LocalPlugin(Plugin):
                     "local containers run on the host, use a directory under a volume mount"
                 )
             cwd = wd
-        return {"name": c["name"], "argv": argv, "env": env, "cwd": str(cwd)}
+        return {
+            "name": c["name"],
+            "argv": argv,
+            "env": env,
+            "cwd": str(cwd),
+            "host": ip,
+            "supervision": supervision(pod, c, where, fix),
+        }
 
     def _host_env(self) -> dict[str, str]:
         """The plugin's own variables a container gets (``inherit_env``), with the standard
@@ -483,6 +500,7 @@ class LocalPlugin(Plugin):
 
         status = assemble_pod_status(record, container)
         status.podIP = str(record.data.get("ip", "")) or None
+        status.events = recent_events(pod_dir) or None
         if done is not None or lost:
             self._final[record.uid] = status
             self._recent.pop(record.uid, None)
@@ -550,7 +568,7 @@ class LocalPlugin(Plugin):
             status["ready"] = status["started"] = True
         else:
             waiting(status, waiting_reason, waiting_message)
-        return status
+        return apply_supervision(status, cdir)
 
     # --- logs -------------------------------------------------------------------------------
 
@@ -560,7 +578,9 @@ class LocalPlugin(Plugin):
         async def runner_gone() -> bool:
             return not self._alive(record)
 
-        return container_logs(record, request, runner_gone, "local containers do not restart")
+        return container_logs(
+            record, request, runner_gone, "the log of a restarted container holds all its runs"
+        )
 
     # --- delete -----------------------------------------------------------------------------
 
