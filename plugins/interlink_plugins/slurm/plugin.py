@@ -130,6 +130,7 @@ class SlurmPlugin(Plugin):
         self._comments: dict[str, str] = {}
         self._addrs: dict[str, str] = {}  # batch host -> its address (the pod IP)
         self._demux: dict[str, tuple[LogDemux, asyncio.Lock]] = {}
+        self._notices: dict[str, list[JSON]] = {}  # pod UID: Events the plugin wrote at submit
 
     async def start(self) -> None:
         """Make sure the jobs directory exists (tracked jobs are re-read from SLURM)."""
@@ -201,6 +202,7 @@ class SlurmPlugin(Plugin):
         self._ended.pop(record.job_id, None)
         self._comments.pop(record.job_id, None)
         self._demux.pop(record.uid, None)
+        self._notices.pop(record.uid, None)
 
     async def _stop_runner(self, record: JobRecord, pod: JSON) -> None:
         """A job running the pod runner: write the grace period for it and signal only the
@@ -303,8 +305,12 @@ class SlurmPlugin(Plugin):
         )
         if job is not None and job.host and not terminal:
             status.podIP = self._addrs.get(job.host) or None
-        if record.data.get("runner") or record.data.get("events"):
+        if record.data.get("runner"):
             status.events = recent_events(str(record.data.get("dir", ""))) or None
+        elif record.data.get("events"):  # written once at submit: read once
+            if record.uid not in self._notices:
+                self._notices[record.uid] = recent_events(str(record.data.get("dir", "")))
+            status.events = self._notices[record.uid] or None
         if terminal:
             self._final[record.uid] = status
         return status
