@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -137,3 +138,40 @@ def test_post_start_gates_running_and_its_failure_kills(run_pod: Callable[..., P
     assert done["exitCode"] == 143
     assert not (pod / "containers" / "h" / "started").exists()
     assert ("FailedPostStartHook", "PostStart hook failed: nope") in events(pod)
+
+
+def test_http_and_tcp_probes_dial_the_pod(run_pod: Callable[..., Path]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    http_probe = {"kind": "httpGet", "host": "", "port": port, "scheme": "HTTP", "path": "/"}
+    tcp_probe = {"kind": "tcpSocket", "host": "", "port": port}
+    sup = {
+        "restartPolicy": "Never",
+        "probes": {
+            "startup": probe("", **http_probe, failureThreshold=30),
+            "readiness": probe("", **tcp_probe),
+        },
+    }
+    pod = run_pod({"name": "srv", "argv": server, "supervision": sup, "host": "127.0.0.1"})
+    # ready needs the startup probe (HTTP) to succeed, then the readiness probe (TCP)
+    status = until(
+        lambda: (s := read(pod / "containers" / "srv" / "status")) and s["ready"] and s, "ready"
+    )
+    assert status["started"] is True
+
+
+def test_a_missing_page_is_a_failed_http_probe(run_pod: Callable[..., Path]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    missing = {"kind": "httpGet", "host": "", "port": port, "scheme": "HTTP", "path": "/nope"}
+    sup = {"restartPolicy": "Never", "probes": {"readiness": probe("", **missing)}}
+    pod = run_pod({"name": "srv", "argv": server, "supervision": sup})
+    until(
+        lambda: [m for _, m in events(pod) if "statuscode: 404" in m],
+        "a failed probe naming the status code",
+    )
+    assert (read(pod / "containers" / "srv" / "status") or {}).get("ready") is False
