@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from tests.helpers.k8s import K8sInfo
-from tests.helpers.vk import RunningVK, local_vk, slurm_vk
+from tests.helpers.podman import BUSYBOX_IMAGE, ensure_podman
+from tests.helpers.vk import RunningVK, local_vk, plugin_vk, slurm_vk
 from tests.helpers.world import until
 
 pytestmark = pytest.mark.integration
@@ -190,3 +191,32 @@ async def test_probe_the_backend_cannot_run_is_refused_naming_the_field(vk: Runn
     failed = await vk.wait_pod("grpc", lambda p: p["status"].get("phase") == "Failed")
     assert failed["status"]["reason"] == "ProviderFailed"
     assert "spec.containers[0].readinessProbe.grpc: not supported" in failed["status"]["message"]
+
+
+@pytest.fixture(params=["local", "slurm"])
+async def podman_vk(
+    request: pytest.FixtureRequest, k8s: K8sInfo, tmp_path: Path
+) -> AsyncIterator[RunningVK]:
+    ensure_podman()
+    config = {"runtime": "podman"}
+    if request.param == "local":
+        async with plugin_vk(k8s, tmp_path, "vk-kl-podman", "local", config) as running:
+            yield running
+    else:
+        slurm = request.getfixturevalue("slurm")
+        async with slurm_vk(k8s, slurm, tmp_path, "vk-kl-podman", config) as running:
+            yield running
+
+
+async def test_exec_probe_runs_inside_the_podman_container(podman_vk: RunningVK) -> None:
+    # the file exists only in the container's own file system: a probe run on the host
+    # would never see it
+    main = "sleep 2; touch /tmp/ready-inside; sleep 300"
+    spec = {
+        "image": BUSYBOX_IMAGE,
+        "command": ["sh", "-c", main],
+        "readinessProbe": exec_probe("test -f /tmp/ready-inside", failureThreshold=1),
+    }
+    await apply(podman_vk, "boxed", spec)
+    ready = await podman_vk.wait_pod("boxed", lambda p: container(p).get("ready") is True, 120)
+    assert condition(ready, "Ready") == "True"
