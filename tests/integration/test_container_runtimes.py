@@ -6,6 +6,7 @@ locally). Also the host runtime's default PATH on SLURM."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -266,3 +267,31 @@ async def test_host_runtime_says_in_an_event_that_read_only_is_not_enforced(
             " at /var/run/secrets/kubernetes.io/serviceaccount); ask for a node with a "
             "container runtime where it must hold"
         ), message
+
+
+async def test_local_runner_removes_its_containers_when_its_pod_directory_goes(
+    k8s: K8sInfo, podman: PodmanInfo, tmp_path: Path
+) -> None:
+    """The plugin's state wiped while a pod runs: its runner stops the pod by itself, and no
+    podman container is left behind (nobody could delete it any more)."""
+    async with plugin_vk(k8s, tmp_path, "vk-orphan", "local", {"runtime": "podman"}) as vk:
+        manifest = vk.pod_manifest(
+            "orphan",
+            [
+                {
+                    "name": "main",
+                    "image": podman.busybox,
+                    "command": ["sh", "-c", "trap '' TERM; echo up; while :; do sleep 1; done"],
+                }
+            ],
+        )
+        out = await vk.kubectl("apply", "-f", "-", input=manifest)
+        assert out.returncode == 0, out.stderr
+        running = await vk.wait_pod(
+            "orphan", lambda p: (p.get("status") or {}).get("phase") == "Running", timeout=120
+        )
+        uid = running["metadata"]["uid"]
+        prefix = f"il-{uid}-"
+        assert running_containers(prefix) == [f"{prefix}main"]
+        shutil.rmtree(tmp_path / "plugin" / "state" / "pods" / uid)
+        await until(lambda: running_containers(prefix) == [], 60, "the container removed")

@@ -279,10 +279,11 @@ class LocalPlugin(Plugin):
                 (pod_dir / "kube-events").write_text(event_lines(notices, time.time()))
         body: dict[str, Any] = {"grace": self._grace(pod), **run}
         if self.settings.runtime == "podman":
-            body["podman"] = {
-                "binary": self.settings.podman.binary,
-                "names": [c["podman"]["name"] for c in [*run["init"], *run["containers"]]],
-            }
+            names = [c["podman"]["name"] for c in [*run["init"], *run["containers"]]]
+            body["podman"] = {"binary": self.settings.podman.binary, "names": names}
+            # the runner removes them when it ends, also when it ends a pod nobody can delete
+            # any more (its directory gone) or a wrapper was killed while stopping one
+            body["cleanup"] = [remove_argv(self.settings.podman, names)]
         (pod_dir / "spec.json").write_text(json.dumps(body))
         with open(pod_dir / "runner.log", "ab") as out:
             proc = subprocess.Popen(
