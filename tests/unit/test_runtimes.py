@@ -313,3 +313,13 @@ def test_podman_job_removes_its_containers_when_cancelled(tmp_path: Path) -> Non
         "exit 143' TERM INT"
     )
     assert body.index(body[1]) < min(i for i, x in enumerate(body) if x.startswith("il_run "))
+
+
+def test_pod_runner_job_removes_podman_containers_at_its_end(tmp_path: Path) -> None:
+    p = pod([{"name": "a", "image": "i", "command": ["x"]}], restartPolicy="Always")
+    cfg = build_config(SlurmPluginConfig, {"state_dir": str(tmp_path), "runtime": "podman"})
+    plan, files = build_job(RetrievedPodData(pod=p), cfg, tmp_path / UID)
+    assert plan.runner
+    assert json.loads(files["spec.json"])["cleanup"] == [
+        ["podman", "rm", "--force", "--ignore", "--time", "0", f"il-{UID}-a"]
+    ]

@@ -424,6 +424,8 @@ def _add_container(
             user=run_as(pod, c, where),
             pod_uid=checked_uid(pod),
         )
+        # the pod runner (probes, restarts) removes it when it ends, whatever happened
+        b.cleanup_argv.append(remove_argv(cfg.podman, [container_name(checked_uid(pod), name)]))
     else:
         b.files[f"containers/{name}/env"] = env_file(env, where)
         host_wd = str(job_dir)
