@@ -468,11 +468,16 @@ async def create(
     if owned.job_id:
         return JSONResponse(dump(CreateStruct(PodUID=uid, PodJID=owned.job_id)))
     data = retrieved_pod_data(body)
-    answer: CreateStruct = await forward(
-        edge,
-        request,
-        edge.plugin.create(data, session=request.state.session, headers=plugin_headers(who)),
-    )
+    try:
+        answer: CreateStruct = await forward(
+            edge,
+            request,
+            edge.plugin.create(data, session=request.state.session, headers=plugin_headers(who)),
+        )
+    except RemoteError as exc:
+        if 400 <= exc.status_code < 500:  # refused: nothing was submitted, nothing to own
+            edge.registry.release(uid)
+        raise
     edge.registry.set_job(uid, answer.PodJID)
     return JSONResponse(dump(CreateStruct(PodUID=uid, PodJID=answer.PodJID)))
 

@@ -313,7 +313,8 @@ def make_plugin_app(plugin: Plugin) -> Any:
 
 def _plugin_routes(plugin: Plugin) -> FastAPI:
     """The FastAPI app with the interLink plugin routes."""
-    locks: dict[str, asyncio.Lock] = {}
+    locks: dict[str, asyncio.Lock] = {}  # one per pod UID being created...
+    users: dict[str, int] = {}  # ...and how many creates hold or wait for it
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -329,18 +330,23 @@ def _plugin_routes(plugin: Plugin) -> FastAPI:
     async def create_one(data: RetrievedPodData) -> CreateStruct:
         _, _, uid = pod_meta(data.pod)
         lock = locks.setdefault(uid, asyncio.Lock())
-        async with lock:
-            existing = plugin.store.get(uid)
-            if existing is not None:
-                return CreateStruct(PodUID=uid, PodJID=existing.job_id)
-            done = await plugin.submit(data)
-            namespace, name, _ = pod_meta(data.pod)
-            plugin.store.put(
-                JobRecord(
-                    uid=uid, namespace=namespace, name=name, job_id=done.job_id, data=done.data
+        users[uid] = users.get(uid, 0) + 1
+        try:
+            async with lock:
+                existing = plugin.store.get(uid)
+                if existing is not None:
+                    return CreateStruct(PodUID=uid, PodJID=existing.job_id)
+                done = await plugin.submit(data)
+                namespace, name, _ = pod_meta(data.pod)
+                plugin.store.put(
+                    JobRecord(
+                        uid=uid, namespace=namespace, name=name, job_id=done.job_id, data=done.data
+                    )
                 )
-            )
-        locks.pop(uid, None)
+        finally:  # refused or not, a pod's lock goes with the last create waiting on it
+            users[uid] -= 1
+            if not users[uid]:
+                del users[uid], locks[uid]
         return CreateStruct(PodUID=uid, PodJID=done.job_id)
 
     def pod_data(body: Any, where: str = "pod") -> RetrievedPodData:

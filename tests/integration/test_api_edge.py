@@ -235,6 +235,24 @@ async def test_tenants_with_same_pod_names_are_isolated(
     await vk_b.delete(pod_b)
 
 
+async def test_a_refused_create_leaves_the_uid_unowned(
+    vk_a: InterLinkClient, vk_b: InterLinkClient
+) -> None:
+    """The plugin refused A's pod, so nothing ran and A owns nothing: B's create of the same
+    UID goes through instead of meeting "belongs to another tenant"."""
+    refused = make_pod("refused", ["true"])
+    refused["spec"]["containers"][0]["livenessProbe"] = {"grpc": {"port": 9000}}
+    with pytest.raises(RemoteError) as err:
+        await vk_a.create(PodCreateRequests(pod=refused))
+    assert err.value.status_code == 400
+    assert "spec.containers[0].livenessProbe" in err.value.message
+    fixed = make_pod("refused", ["sleep", "30"])
+    fixed["metadata"]["uid"] = refused["metadata"]["uid"]
+    await vk_b.create(PodCreateRequests(pod=fixed))
+    await wait_phase(vk_b, fixed, "running")
+    await vk_b.delete(fixed)
+
+
 @contextlib.contextmanager
 def never_answers(path: Path) -> Iterator[None]:
     """A unix socket at ``path`` that takes connections (into its backlog) and never answers."""
