@@ -10,7 +10,7 @@ import ssl
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -48,13 +48,18 @@ class Listen:
         return f"{scheme}://{self.host}:{self.port}"
 
 
-def uvicorn_config(app: Any, listen: Listen, log_level: str = "warning") -> uvicorn.Config:
+Loop = Literal["uvloop", "asyncio"]
+
+
+def uvicorn_config(
+    app: Any, listen: Listen, log_level: str = "warning", loop: Loop = "uvloop"
+) -> uvicorn.Config:
     """A uvicorn configuration for ``app`` on ``listen``."""
     kwargs: dict[str, Any] = {
         "log_level": log_level,
         "lifespan": "on",
         "http": PeerCertProtocol,
-        "loop": "uvloop",
+        "loop": loop,
         "timeout_graceful_shutdown": 5,
         "access_log": False,
     }
@@ -110,9 +115,11 @@ def bind_unix_socket(path: Path) -> socket.socket:
     return sock
 
 
-def run(app: Any, listen: Listen, log_level: str = "warning") -> None:
-    """Serve ``app`` until SIGINT/SIGTERM (blocking)."""
-    config = uvicorn_config(app, listen, log_level)
+def run(app: Any, listen: Listen, log_level: str = "warning", loop: Loop = "uvloop") -> None:
+    """Serve ``app`` until SIGINT/SIGTERM (blocking). ``loop="asyncio"`` for a service that
+    starts many processes: CPython spawns them with ``vfork``, uvloop (libuv) with ``fork``,
+    which costs a few milliseconds more per process in a large Python process."""
+    config = uvicorn_config(app, listen, log_level, loop)
     server = uvicorn.Server(config)
     if listen.socket is None:
         server.run()
