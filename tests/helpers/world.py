@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,3 +272,28 @@ async def until(cond: Callable[[], Any], timeout: float = 120, what: str = "") -
             return last
         await asyncio.sleep(0.3)
     raise AssertionError(f"not met in {timeout}s: {what} (last: {last!r})")
+
+
+def shell_pod(name: str, script: str) -> dict[str, Any]:
+    """A one-container pod for the wire (no Kubernetes): ``sh -c script``, a fresh UID."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "uid": str(uuid.uuid4())},
+        "spec": {
+            "containers": [{"name": "main", "image": "none", "command": ["sh", "-c", script]}],
+            "terminationGracePeriodSeconds": 1,
+        },
+    }
+
+
+def log_body(pod: dict[str, Any], **opts: Any) -> dict[str, Any]:
+    """The ``/getLogs`` body for the pod's ``main`` container with these ``Opts``."""
+    m = pod["metadata"]
+    return {
+        "Namespace": m["namespace"],
+        "PodUID": m["uid"],
+        "PodName": m["name"],
+        "ContainerName": "main",
+        "Opts": opts,
+    }

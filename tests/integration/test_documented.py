@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ from tests.helpers.world import (
     Issuer,
     Service,
     free_port,
+    log_body,
+    shell_pod,
     start_api,
     start_plugin,
     stop,
@@ -33,29 +34,6 @@ from tests.helpers.world import (
 
 pytestmark = pytest.mark.integration
 DEV_TOKEN = "documented-dev-token"
-
-
-def make_pod(name: str, script: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default", "uid": str(uuid.uuid4())},
-        "spec": {
-            "containers": [{"name": "main", "image": "none", "command": ["sh", "-c", script]}],
-            "terminationGracePeriodSeconds": 1,
-        },
-    }
-
-
-def log_body(pod: dict[str, Any], **opts: Any) -> dict[str, Any]:
-    m = pod["metadata"]
-    return {
-        "Namespace": m["namespace"],
-        "PodUID": m["uid"],
-        "PodName": m["name"],
-        "ContainerName": "main",
-        "Opts": opts,
-    }
 
 
 class Wire:
@@ -159,7 +137,7 @@ def test_plugin_receives_the_callers_tenant_and_subject(
     """Every call reaches the plugin with ``InterLink-Tenant`` and ``InterLink-Subject``
     (pod calls and the ping)."""
     wire = Wire(oidc_api.url, token=issuer.user_token("alice"))
-    pod = make_pod("headers", "echo hello")
+    pod = shell_pod("headers", "echo hello")
     start = len(requests_seen(upstream))
     wire.create(pod)
     wire.wait(pod, "terminated")
@@ -182,7 +160,7 @@ def test_update_volumes_is_501_for_an_upstream_plugin_without_the_route(
     oidc_api: Service, upstream: Service, issuer: Issuer
 ) -> None:
     wire = Wire(oidc_api.url, token=issuer.user_token("alice"))
-    pod = make_pod("no-update", "sleep 30")
+    pod = shell_pod("no-update", "sleep 30")
     wire.create(pod)
     try:
         wire.wait(pod, "running")
@@ -218,8 +196,8 @@ def test_slurm_logs_honour_limit_bytes(slurm_edge: Service, tmp_path: Path) -> N
     )
     plugin = Wire("http://plugin", socket=slurm_edge.socket)
     edge = Wire(api.url, token=DEV_TOKEN)
-    done = make_pod("limit-bytes", "echo alpha; echo bravo; echo charlie")
-    running = make_pod("limit-follow", "echo one; echo two; sleep 60")
+    done = shell_pod("limit-bytes", "echo alpha; echo bravo; echo charlie")
+    running = shell_pod("limit-follow", "echo one; echo two; sleep 60")
     try:
         edge.create(done)
         edge.create(running)

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers.world import Service, start_api, start_plugin, until
+from tests.helpers.world import Service, log_body, shell_pod, start_api, start_plugin, until
 
 pytestmark = pytest.mark.integration
 TOKEN = "dev-token-for-log-tests"
@@ -37,27 +36,6 @@ async def api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         plugin.stop()
 
 
-def make_pod(command: str) -> dict[str, Any]:
-    return {
-        "metadata": {"name": "logs", "namespace": "default", "uid": str(uuid.uuid4())},
-        "spec": {
-            "containers": [{"name": "main", "image": "x", "command": ["sh", "-c", command]}],
-            "terminationGracePeriodSeconds": 1,
-        },
-    }
-
-
-def log_request(pod: dict[str, Any], **opts: Any) -> dict[str, Any]:
-    m = pod["metadata"]
-    return {
-        "Namespace": m["namespace"],
-        "PodUID": m["uid"],
-        "PodName": m["name"],
-        "ContainerName": "main",
-        "Opts": opts,
-    }
-
-
 async def state(api: httpx.AsyncClient, pod: dict[str, Any]) -> dict[str, Any]:
     answer = (await api.request("GET", "/status", json=[pod])).json()
     containers = answer[0].get("containers") or [{}] if answer else [{}]
@@ -69,7 +47,7 @@ async def test_a_large_logs_tail_and_caps(api: httpx.AsyncClient) -> None:
         'python3 -c "import sys; sys.stdout.writelines('
         f"'line %d %s\\n' % (i, 'x' * 90) for i in range({LINES}))\""
     )
-    pod = make_pod(script)
+    pod = shell_pod("logs", script)
     assert (await api.post("/create", json={"pod": pod})).status_code == 200
     try:
 
@@ -78,13 +56,13 @@ async def test_a_large_logs_tail_and_caps(api: httpx.AsyncClient) -> None:
 
         await until(ended, timeout=180, what="the pod writing 10 MB of log ended")
         x90 = b"x" * 90
-        tail = await api.request("GET", "/getLogs", json=log_request(pod, Tail=2))
+        tail = await api.request("GET", "/getLogs", json=log_body(pod, Tail=2))
         assert tail.status_code == 200, tail.text
         assert tail.content == b"line 99998 " + x90 + b"\nline 99999 " + x90 + b"\n"
-        whole = await api.request("GET", "/getLogs", json=log_request(pod))
+        whole = await api.request("GET", "/getLogs", json=log_body(pod))
         assert len(whole.content) == CAP  # max_log_bytes of the plugin, of ~10 MB
         assert whole.content.startswith(b"line 0 " + x90 + b"\nline 1 ")
-        cut = await api.request("GET", "/getLogs", json=log_request(pod, LimitBytes=10))
+        cut = await api.request("GET", "/getLogs", json=log_body(pod, LimitBytes=10))
         assert cut.content == b"line 0 xxx"
     finally:
         await api.request("DELETE", "/delete", json=pod)
@@ -93,10 +71,10 @@ async def test_a_large_logs_tail_and_caps(api: httpx.AsyncClient) -> None:
 async def test_a_followed_logs_first_lines_arrive_while_the_container_runs(
     api: httpx.AsyncClient,
 ) -> None:
-    pod = make_pod("echo first; sleep 120; echo second")
+    pod = shell_pod("logs", "echo first; sleep 120; echo second")
     assert (await api.post("/create", json={"pod": pod})).status_code == 200
     try:
-        request = log_request(pod, Follow=True)
+        request = log_body(pod, Follow=True)
         async with api.stream("GET", "/getLogs", json=request) as resp:
             assert resp.status_code == 200
             first = await anext(resp.aiter_bytes())
