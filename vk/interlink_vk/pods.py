@@ -6,7 +6,8 @@ change or the full status cycle is due, creates the new ones (bounded concurrenc
 ones marked for deletion (remotely first, then for good with grace period 0, as a kubelet does).
 The watch does not wake it for the echo of its own patches, and LISTs caused by watch events are
 spaced by twice the time the last one took, so a burst of changes costs a few LISTs, not one per
-event.
+event. A pod new to the node is the exception: the watch event carries it whole, so the loop
+submits it at once without a LIST (a LIST started after the event would only repeat it).
 Every ``status_interval_seconds`` it asks the edge for the status of **all** non-terminal pods in
 **one** call; in between, while some pods are submitted but not Running yet (or are being
 deleted), it asks for the status of just those, again in one call, every
@@ -116,6 +117,8 @@ class PodController:
     metrics: VKMetrics
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     _pods: dict[str, JSON] = field(default_factory=dict)  # by UID: last LIST + our patches
+    _arrivals: dict[str, JSON] = field(default_factory=dict)  # UID: new pods the watch saw
+    _stale: bool = True  # the watch saw a change that only a LIST brings in
     _creating: set[str] = field(default_factory=set)
     _deleting: set[str] = field(default_factory=set)
     _refused: dict[str, tuple[int, float]] = field(default_factory=dict)  # UID: tries, not before
@@ -184,19 +187,25 @@ class PodController:
         listed = False
         try:
             while not stop.is_set():
-                changed = self.wake.is_set() or not listed
+                stale = self._stale or not listed
                 now = loop.time()
                 full, fast = now >= next_full, now >= next_fast
-                if changed and not (full or fast):  # a burst of changes: one LIST for many
+                if stale and not (full or fast):  # a burst of changes: one LIST for many
                     await asyncio.sleep(max(0.0, self._list_spacing - (now - self._listed_at)))
                     now = loop.time()
-                self.wake.clear()  # before the cycle: a change during it wakes the next one
+                # before the cycle: a change during it wakes the next one
+                self.wake.clear()
+                self._stale = False
+                arrived, self._arrivals = self._arrivals, {}
                 try:
-                    listing = changed or full
-                    if listing:
+                    listing = stale or full
+                    if listing:  # the LIST holds every pod that arrived before it started
                         await self.sync_pods()
                         listed = True
-                    self._start(creates=listing)
+                    else:
+                        for uid, pod in arrived.items():
+                            self._pods.setdefault(uid, pod)
+                    self._start(creates=listing or bool(arrived))
                     await self.owed.save()
                     if full:
                         await self.sync_status(self.tracked(), "full")
@@ -204,6 +213,7 @@ class PodController:
                     elif fast:
                         await self.sync_status(self.pending(), "pending")
                 except Exception:
+                    self._stale = True  # the next cycle lists again
                     log.exception("pod sync cycle failed; retrying")
                 self.metrics.count_pods(self._pods.values())  # after the LIST and the patches
                 if full:
@@ -230,19 +240,30 @@ class PodController:
 
     async def _watch(self, stop: asyncio.Event) -> None:
         """Wake the loop on any change to the node's pods (reconnecting as needed), except
-        the echo of a change it made itself (the very version it already holds)."""
+        the echo of a change it made itself (the very version it already holds). A pod new to
+        the node is handed over as it is; any other change asks for a LIST."""
         while not stop.is_set():
             try:
                 async for event, obj in self.kube.watch_pods_on_node(self.node):
-                    meta = obj.get("metadata") or {}
-                    held = (self._pods.get(str(meta.get("uid"))) or {}).get("metadata") or {}
-                    if event == "DELETED" or held.get("resourceVersion") != meta.get(
-                        "resourceVersion"
-                    ):
-                        self.wake.set()
+                    self._saw(event, obj)
             except Exception as exc:
                 log.debug("pod watch ended (%s); restarting", exc)
             await asyncio.sleep(1)
+
+    def _saw(self, event: str, obj: JSON) -> None:
+        """Take one watch event: note a new pod, or that a LIST is needed; wake the loop."""
+        meta = obj.get("metadata") or {}
+        uid = str(meta.get("uid"))
+        held = (self._pods.get(uid) or {}).get("metadata") or {}
+        if event == "DELETED":
+            self._stale = True  # the LIST drops it, from the arrivals too
+        elif event in ("ADDED", "MODIFIED") and not held:
+            self._arrivals[uid] = _slim(obj)
+        elif held.get("resourceVersion") == meta.get("resourceVersion"):
+            return  # the echo of our own patch
+        else:
+            self._stale = True
+        self.wake.set()
 
     async def sync_pods(self) -> None:
         """List the node's pods (one LIST), forgetting what is known of pods no longer there."""
