@@ -51,10 +51,20 @@ class Unsupported(InterLinkError):
     status_code = 501
 
 
+class InsufficientStorage(InterLinkError):
+    """The backend's disk is full: nothing was submitted (507); the pod fails with this."""
+
+    status_code = 507
+
+
 def is_final(status_code: int) -> bool:
     """Whether an error answer is the remote's last word, which retrying cannot change: a 4xx
-    (the request is wrong) or a 501 (the remote cannot do this at all)."""
-    return status_code < 500 or status_code == Unsupported.status_code
+    (the request is wrong), a 501 (the remote cannot do this at all) or a 507 (its disk is
+    full: the pod fails rather than wait for an operator)."""
+    return status_code < 500 or status_code in (
+        Unsupported.status_code,
+        InsufficientStorage.status_code,
+    )
 
 
 class ConfigError(Exception):

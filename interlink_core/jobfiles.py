@@ -9,6 +9,7 @@ into Kubernetes container states and serves the logs, so every backend reads the
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import BadRequest, NotFound
+from .errors import BadRequest, InsufficientStorage, NotFound
 from .logs import follow_log, read_log
 from .models import JSON, LogStruct, PodStatus
 from .probes import SpecError, supervision_spec
@@ -32,15 +33,21 @@ EVENTS_SHOWN = 20
 async def new_pod_dir(root: Path, uid: str) -> AsyncIterator[Path]:
     """A fresh private directory for a pod's job files (a leftover of a create that crashed
     before it was recorded is removed first); removed again if the body raises, so a failed
-    submission leaves nothing behind."""
+    submission leaves nothing behind. A full disk (or quota) becomes
+    :class:`InsufficientStorage` naming ``root``."""
     pod_dir = root / uid
     if pod_dir.exists():
         await asyncio.to_thread(shutil.rmtree, pod_dir, True)
-    pod_dir.mkdir(mode=0o700, parents=True)
     try:
+        pod_dir.mkdir(mode=0o700, parents=True)
         yield pod_dir
-    except BaseException:
+    except BaseException as exc:
         await asyncio.to_thread(shutil.rmtree, pod_dir, True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage(
+                f"the plugin cannot write the pod's files under {root}: {exc.strerror}; "
+                "free space there (or raise the quota), then create the pod again"
+            ) from None
         raise
 
 

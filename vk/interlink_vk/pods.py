@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from interlink_core.client import InterLinkClient, RemoteError
-from interlink_core.errors import InterLinkError
+from interlink_core.errors import InterLinkError, is_final
 from interlink_core.kube import job_id
 from interlink_core.models import JSON, PodCreateRequests, PodStatus
 from interlink_core.podspec import field_value, object_refs
@@ -352,7 +352,7 @@ class PodController:
                 answer = await self.edge.create(request)
         except (RemoteError, InterLinkError) as exc:
             status = getattr(exc, "status_code", 0)
-            if status and status < 500:
+            if status and is_final(status):
                 await self._fail(pod, "ProviderFailed", f"the edge refused the pod: {exc}")
                 return True
             await self.kube.event(pod, "ProviderUnavailable", str(exc), self.node, warning=True)
