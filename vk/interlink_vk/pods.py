@@ -389,22 +389,25 @@ class PodController:
         ns = pod["metadata"]["namespace"]
         spec = pod.get("spec") or {}
         volumes = spec.get("volumes") or []
-        projected = [await self._projected(pod, v) for v in volumes if "projected" in v]
         refs = object_refs(
             [*(spec.get("initContainers") or []), *(spec.get("containers") or [])],
             [v for v in volumes if "projected" not in v],  # those are shipped resolved
         )
-        cms = await self._fetch("configmaps", ns, refs.configmaps)
-        secrets = await self._fetch("secrets", ns, refs.secrets)
+        # all the reads at once: each is a round trip to the apiserver, on the pod's way out
+        projected, cms, secrets = await asyncio.gather(
+            asyncio.gather(*(self._projected(pod, v) for v in volumes if "projected" in v)),
+            self._fetch("configmaps", ns, refs.configmaps),
+            self._fetch("secrets", ns, refs.secrets),
+        )
         return PodCreateRequests(
-            pod=pod, configmaps=cms, secrets=secrets, projectedvolumesmaps=projected
+            pod=pod, configmaps=cms, secrets=secrets, projectedvolumesmaps=list(projected)
         )
 
     async def _fetch(self, kind: str, ns: str, wanted: dict[str, bool]) -> list[JSON]:
         """The objects that exist; a missing required one is :class:`_Missing`."""
         found = []
-        for name, required in wanted.items():
-            obj = await self.kube.get(kind, ns, name)
+        objs = await asyncio.gather(*(self.kube.get(kind, ns, name) for name in wanted))
+        for (name, required), obj in zip(wanted.items(), objs, strict=True):
             if obj is None and required:
                 raise _Missing(f"{kind.removesuffix('s')} {ns}/{name} not found")
             if obj is not None:
@@ -428,23 +431,34 @@ class PodController:
     async def _projected(self, pod: JSON, volume: JSON) -> JSON:
         """A projected volume as upstream ships it: a ConfigMap named after the volume whose
         data maps each file path to its content (service-account token from TokenRequest)."""
-        ns = pod["metadata"]["namespace"]
         data: dict[str, str] = {}
-        for src in volume["projected"].get("sources") or []:
-            if "serviceAccountToken" in src:
-                sat = src["serviceAccountToken"]
-                data[sat.get("path", "token")] = await self._token(pod, sat)
-            elif "configMap" in src:
-                data.update(await self._items("configmaps", ns, src["configMap"]))
-            elif "secret" in src:
-                data.update(await self._items("secrets", ns, src["secret"]))
-            elif "downwardAPI" in src:
-                for it in src["downwardAPI"].get("items") or []:
-                    if "fieldRef" in it:
-                        data[it["path"]] = field_value(
-                            pod, it["fieldRef"]["fieldPath"], "", f"volume {volume['name']}"
-                        )
-        return {"metadata": {"name": volume["name"], "namespace": ns}, "data": data}
+        sources = volume["projected"].get("sources") or []
+        # fetched at once, merged in the sources' order (a later one wins on the same path)
+        for part in await asyncio.gather(*(self._source(pod, volume, s) for s in sources)):
+            data.update(part)
+        return {
+            "metadata": {"name": volume["name"], "namespace": pod["metadata"]["namespace"]},
+            "data": data,
+        }
+
+    async def _source(self, pod: JSON, volume: JSON, src: JSON) -> dict[str, str]:
+        """One source of a projected volume as file path → text."""
+        ns = pod["metadata"]["namespace"]
+        if "serviceAccountToken" in src:
+            sat = src["serviceAccountToken"]
+            return {sat.get("path", "token"): await self._token(pod, sat)}
+        if "configMap" in src:
+            return await self._items("configmaps", ns, src["configMap"])
+        if "secret" in src:
+            return await self._items("secrets", ns, src["secret"])
+        items = (src.get("downwardAPI") or {}).get("items") or []
+        return {
+            it["path"]: field_value(
+                pod, it["fieldRef"]["fieldPath"], "", f"volume {volume['name']}"
+            )
+            for it in items
+            if "fieldRef" in it
+        }
 
     async def _token(self, pod: JSON, source: JSON) -> str:
         """A service-account token bound to the pod, with a normal expiry (TokenRequest)."""
