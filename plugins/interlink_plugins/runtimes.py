@@ -1,5 +1,6 @@
-"""Container runtimes shared by the plugins: the host runtime's default ``PATH`` and the Event
-saying it does not enforce ``readOnly`` mounts, and podman.
+"""Container runtimes shared by the plugins: the host runtime's default ``PATH``, and podman.
+(What each runtime does not enforce, and the Events saying so, is in
+:mod:`interlink_core.conformance`.)
 
 podman runs a container as podman-hpc-style sites do::
 
@@ -97,25 +98,6 @@ def host_env(env: dict[str, str]) -> dict[str, str]:
     """A host-runtime container's environment: :data:`DEFAULT_PATH` unless the pod sets
     ``PATH``."""
     return {"PATH": DEFAULT_PATH, **env}
-
-
-def host_read_only_events(c: JSON, where: str) -> list[tuple[str, str, str]]:
-    """The Warning Event (``(container, reason, message)``) saying that the host runtime does
-    not enforce this container's ``readOnly`` mounts (its processes run on the host and can
-    write to the volume directories); none when it has no such mount."""
-    mounts = [
-        f"{vm.get('name')} at {vm.get('mountPath')}"
-        for vm in c.get("volumeMounts") or []
-        if isinstance(vm, dict) and vm.get("readOnly")
-    ]
-    if not mounts:
-        return []
-    message = (
-        f"{where}.volumeMounts: readOnly is not enforced by this node's runtime (host: the "
-        f"container runs as a process on the host and can write to {', '.join(mounts)}); "
-        "ask for a node with a container runtime where it must hold"
-    )
-    return [(str(c.get("name", "")), "ReadOnlyNotEnforced", message)]
 
 
 def env_file(env: dict[str, str], where: str) -> tuple[str, dict[str, str]]:

@@ -23,6 +23,7 @@ from interlink_core.jobfiles import (
     container_files,
     container_logs,
     new_pod_dir,
+    recent_events,
     rfc3339,
     started_or_waiting,
     waiting,
@@ -84,6 +85,7 @@ class HTCondorPlugin(Plugin):
         self._schedd = schedd
         self._final: dict[str, PodStatus] = {}
         self._ended: dict[int, Ad] = {}
+        self._notices: dict[str, list[JSON]] = {}  # pod UID: Events the plugin wrote at submit
 
     @property
     def schedd(self) -> Schedd:
@@ -132,6 +134,7 @@ class HTCondorPlugin(Plugin):
         if not self.settings.keep_work_dirs:
             await asyncio.to_thread(shutil.rmtree, record.data.get("dir", ""), True)
         self._final.pop(record.uid, None)
+        self._notices.pop(record.uid, None)
         self._ended.pop(cluster, None)
 
     # --- status -------------------------------------------------------------------------------
@@ -181,6 +184,10 @@ class HTCondorPlugin(Plugin):
         status = assemble_pod_status(
             record, lambda name, why, never: self._container(record, name, job, why, never)
         )
+        if record.data.get("events"):  # written once at submit (kube-events): read once
+            if record.uid not in self._notices:
+                self._notices[record.uid] = recent_events(str(record.data.get("dir", "")))
+            status.events = self._notices[record.uid] or None
         if code in TERMINAL:
             self._final[record.uid] = status
         return status

@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from interlink_core import conformance
 from interlink_core.errors import BadRequest
 from interlink_core.jobfiles import refuse_supervision
 from interlink_core.models import JSON, RetrievedPodData
@@ -170,12 +171,14 @@ def _script(
         k: v for k, v in _annotations(data.pod).items() if not k.startswith(SLURM_ANNOTATIONS)
     }
     refuse_supervision(data.pod, HTCONDOR_NO_PROBES)
+    notices = conformance.check(data.pod, "htcondor", cfg.runtime)  # on the pod as sent
     # the plain wrapper: HTCondor jobs do not restart containers (the VK's message says so)
     spec = {**(data.pod.get("spec") or {}), "restartPolicy": "Never"}
     plan, files = build_job(
         data.model_copy(update={"pod": {**data.pod, "metadata": meta, "spec": spec}}),
         _script_config(cfg),
         pod_dir,
+        notices,
     )
     lines = [
         "# HTCondor job: submit description in job.sub" if ln.startswith("# sbatch ") else ln

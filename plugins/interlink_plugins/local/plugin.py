@@ -42,6 +42,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from interlink_core import conformance
 from interlink_core.errors import BackendUnavailable, BadRequest
 from interlink_core.jobfiles import (
     apply_supervision,
@@ -86,7 +87,6 @@ from ..runtimes import (
     PodmanConfig,
     container_name,
     env_file,
-    host_read_only_events,
     limit_options,
     remove_argv,
     run_args,
@@ -219,6 +219,7 @@ class LocalPlugin(Plugin):
         pod = data.pod
         uid = checked_uid(pod)
         pod_containers(pod)  # names checked before anything is written
+        notices = conformance.check(pod, "local", self.settings.runtime)
         if len(self._ips) + len(self._inflight) >= self.settings.max_pods:
             raise BackendUnavailable(
                 f"this node already runs max_pods={self.settings.max_pods} pods; delete some "
@@ -230,7 +231,7 @@ class LocalPlugin(Plugin):
         try:
             if pod_dir.exists():
                 await asyncio.to_thread(self._destroy, [pod_dir], True)
-            submitted = await asyncio.to_thread(self._start_pod, data, pod_dir, ip)
+            submitted = await asyncio.to_thread(self._start_pod, data, pod_dir, ip, notices)
             self._ips[uid] = ip
             return submitted
         except BaseException:
@@ -257,7 +258,9 @@ class LocalPlugin(Plugin):
         cap = self.settings.max_grace_seconds
         return grace if cap is None else min(grace, cap)
 
-    def _start_pod(self, data: RetrievedPodData, pod_dir: Path, ip: str) -> Submitted:
+    def _start_pod(
+        self, data: RetrievedPodData, pod_dir: Path, ip: str, notices: list[tuple[str, str, str]]
+    ) -> Submitted:
         pod = data.pod
         pod_dir.parent.mkdir(parents=True, exist_ok=True)
         pod_dir.mkdir(mode=0o700)  # spec.json and volumes may hold secrets
@@ -273,10 +276,8 @@ class LocalPlugin(Plugin):
                 spec.setdefault("supervision", supervision(pod, c, where, str))
             run[key].append(spec)
         (pod_dir / "containers").mkdir(exist_ok=True)  # podman env files are in it already
-        if self.settings.runtime == "host":
-            notices = [n for _, w, c in pod_containers(pod) for n in host_read_only_events(c, w)]
-            if notices:
-                (pod_dir / "kube-events").write_text(event_lines(notices, time.time()))
+        if notices:  # what the conformance check says this node does not enforce
+            (pod_dir / "kube-events").write_text(event_lines(notices, time.time()))
         body: dict[str, Any] = {"grace": self._grace(pod), **run}
         if self.settings.runtime == "podman":
             names = [c["podman"]["name"] for c in [*run["init"], *run["containers"]]]

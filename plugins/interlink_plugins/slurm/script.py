@@ -21,7 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from interlink_core import podrunner
+from interlink_core import conformance, podrunner
 from interlink_core.errors import BadRequest
 from interlink_core.jobfiles import (
     event_lines,
@@ -48,7 +48,6 @@ from interlink_core.probes import needs_supervision
 from ..runtimes import (
     container_name,
     host_env,
-    host_read_only_events,
     limit_options,
     remove_argv,
     run_args,
@@ -550,16 +549,25 @@ def _options(
 
 
 def build_job(
-    data: RetrievedPodData, cfg: SlurmConfig, pod_dir: Path
+    data: RetrievedPodData,
+    cfg: SlurmConfig,
+    pod_dir: Path,
+    notices: list[tuple[str, str, str]] | None = None,
 ) -> tuple[JobPlan, dict[str, str]]:
     """The sbatch options and script for a pod, and the files to write next to it
     (relative path → content). Volumes are written under ``pod_dir/volumes`` here.
 
+    ``notices``: the Warning Events to write in ``kube-events`` (default: the conformance check
+    of the pod for SLURM and this runtime, which refuses what SLURM cannot run).
+
     With ``shared_filesystem: false`` the volumes and env files are staged under
-    ``pod_dir/stage``, packed into the script (see :mod:`.scratch`) and the stage removed; no
-    files are returned and the script names its directory through ``$IL_DIR``."""
+    ``pod_dir/stage``, packed into the script (see :mod:`.scratch`) and the stage removed; only
+    ``kube-events`` is returned (for the plugin) and the script names its directory through
+    ``$IL_DIR``."""
     uid = checked_uid(data.pod)
     containers = pod_containers(data.pod)
+    if notices is None:
+        notices = conformance.check(data.pod, "slurm", cfg.runtime)
     scratch = None if cfg.shared_filesystem else ScratchDir.new(uid)
     if scratch is not None:
         check_container_count(len(containers))
@@ -575,11 +583,6 @@ def build_job(
 
         for kind, where, c in containers:
             _add_container(b, data, cfg, kind, where, c, volumes, job_dir, relocate)
-        if cfg.runtime == "host" and scratch is None:
-            notices = [n for _, w, c in containers for n in host_read_only_events(c, w)]
-            if notices:
-                b.files["kube-events"] = event_lines(notices, time.time())
-                b.plan.events = True
         pre_exec = _pre_exec(data.pod, cfg)
         header = [
             "#!/bin/bash",
@@ -594,6 +597,9 @@ def build_job(
             b.files = {}
             order = [*b.plan.init, *b.plan.containers]
             header += [*setup_lines(cfg, uid, order, pack(stage)), _RUN]
+        if notices:  # the plugin reads them from pod_dir (also without a shared filesystem)
+            b.files["kube-events"] = event_lines(notices, time.time())
+            b.plan.events = True
         if pre_exec:
             header += ["# pre-exec from the pod annotation", pre_exec]
         tail = [
