@@ -68,6 +68,7 @@ from .models import (
 from .podspec import object_refs
 from .serve import Listen, run
 from .tenancy import TenantRegistry
+from .tenants import load_tenants
 from .tlsfiles import ca_problem, cert_pair_problem, file_problem, problems
 
 log = logging.getLogger("interlink.api")
@@ -155,6 +156,11 @@ class ApiServerConfig(StrictModel):
     auth: AuthConfig
     state_dir: Path = Path("~/.local/state/interlink/api")
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    tenants_file: Path | None = Field(
+        default=None,
+        description="The site's tenant map (docs/tenants.md): who each tenant is, its quota. "
+        "Without it every caller is its own tenant.",
+    )
 
     @model_validator(mode="after")
     def _mtls_needs_tls(self) -> ApiServerConfig:
@@ -174,6 +180,7 @@ class ApiServerConfig(StrictModel):
             cert_pair_problem(tls.cert, tls.key, "listen.tls") if tls else None,
             *self.auth.file_problems(),
             ca_problem(plugin.ca_file, "plugin.ca_file"),
+            file_problem(self.tenants_file, "tenants_file", "the tenant map"),
             file_problem(plugin.token_file, "plugin.token_file", "the plugin's token file"),
             cert_pair_problem(plugin.client_cert, plugin.client_key, "plugin.client")
             if plugin.client_cert
@@ -677,7 +684,7 @@ def _lifespan(config: ApiServerConfig, metrics: Metrics) -> Any:
         plugin = config.plugin
         edge = Edge(
             config=config,
-            auth=Authenticator(config.auth),
+            auth=Authenticator(config.auth, load_tenants(config.tenants_file)),
             plugin=PluginClient(
                 plugin.resolved_url(),
                 ca_file=plugin.ca_file,
@@ -801,6 +808,7 @@ def _run(args: argparse.Namespace) -> int:
     found = config.file_problems()
     if found:
         raise ConfigError("refusing to start:\n  " + "\n  ".join(found))
+    load_tenants(config.tenants_file)  # a bad map is refused here, naming its keys
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     listen = config.listen_spec()
     log.info("interLink API server on %s, plugin at %s", listen.describe(), config.plugin.url)

@@ -1,6 +1,9 @@
 """Who is calling the API server: OIDC bearer tokens checked here (discovery + JWKS, signature,
 ``iss``, ``aud``, ``exp``/``nbf``, required groups/claims), TLS client certificates (mTLS), or an
-explicit insecure development token. Each caller maps to a tenant."""
+explicit insecure development token. Each caller maps to a tenant: without a tenant map, an
+OIDC caller is the tenant its claim names, a certificate ``mtls:<attribute>`` (so the two ways
+in never collide) and the development token ``dev``; with a map, the map's tenant that lists
+the caller, and a caller it does not list is refused."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import asyncio
 import hmac
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from pydantic import Field, field_validator, model_validator
 from .client import Endpoint
 from .config import StrictModel
 from .errors import BackendUnavailable, Forbidden, Unauthorized
+from .tenants import MTLS_PREFIX, TenantMap
 from .tlsfiles import ca_problem, problems
 
 log = logging.getLogger("interlink.auth")
@@ -177,8 +181,9 @@ def _bearer_error(message: str) -> Unauthorized:
 class Authenticator:
     """Turns request credentials into an :class:`Identity` or a 401/403 that says why."""
 
-    def __init__(self, cfg: AuthConfig) -> None:
+    def __init__(self, cfg: AuthConfig, tenants: TenantMap | None = None) -> None:
         self.cfg = cfg
+        self.tenants = tenants
         self.jwks = JWKSCache(cfg.oidc) if cfg.oidc else None
         if cfg.insecure_dev_token:
             log.warning(
@@ -194,15 +199,30 @@ class Authenticator:
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise Unauthorized("the Authorization header must be 'Bearer <token>'")
-            return await self._token(token.strip())
+            return self._mapped(await self._token(token.strip()))
         if peer_cert and self.cfg.mtls:
-            return self._certificate(peer_cert)
+            return self._mapped(self._certificate(peer_cert))
         methods = []
         if self.cfg.oidc or self.cfg.insecure_dev_token:
             methods.append("an 'Authorization: Bearer <token>' header")
         if self.cfg.mtls:
             methods.append("a TLS client certificate")
         raise Unauthorized("no credentials: send " + " or ".join(methods))
+
+    def _mapped(self, who: Identity) -> Identity:
+        """The caller as the tenant map names it (unchanged without a map); a caller the map
+        does not list is refused, with the key to add."""
+        if self.tenants is None:
+            return who
+        value = who.tenant.removeprefix(MTLS_PREFIX) if who.method == "mtls" else who.tenant
+        tenant = self.tenants.tenant_for(who.method, value)
+        if tenant is None:
+            key = {"oidc": "oidc: [...]", "mtls": "mtls: [...]"}.get(who.method, "dev_token: true")
+            raise Forbidden(
+                f"{who.method} caller {value!r} is not a tenant of this site: list it under "
+                f"tenants.<name>.identities ({key}) in the tenant map (tenants_file)"
+            )
+        return replace(who, tenant=tenant)
 
     def _certificate(self, cert: dict[str, Any]) -> Identity:
         assert self.cfg.mtls
@@ -214,7 +234,8 @@ class Authenticator:
                 f"the client certificate has no {self.cfg.mtls.tenant_from} in its subject, "
                 "which auth.mtls.tenant_from uses as the tenant"
             )
-        return Identity(tenant=tenant, subject=subject.get("commonName", tenant), method="mtls")
+        subject_name = subject.get("commonName", tenant)
+        return Identity(tenant=MTLS_PREFIX + tenant, subject=subject_name, method="mtls")
 
     async def _token(self, token: str) -> Identity:
         dev = self.cfg.insecure_dev_token
@@ -280,6 +301,12 @@ class Authenticator:
             raise Forbidden(
                 f"the token has no {cfg.tenant_claim!r} claim, which names the tenant "
                 "(auth.oidc.tenant_claim)"
+            )
+        if tenant.startswith(MTLS_PREFIX) or (tenant == "dev" and self.cfg.insecure_dev_token):
+            raise Forbidden(
+                f"the token's {cfg.tenant_claim!r} claim {tenant!r} would name the tenant of "
+                "another way in (client certificates, the development token); such values are "
+                "refused"
             )
         return Identity(
             tenant=tenant,

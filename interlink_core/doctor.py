@@ -25,6 +25,7 @@ from .client import (
 from .config import load_config
 from .errors import ConfigError, InterLinkError
 from .names import CONNECTIVITY_CONDITION, VK_NODE_SELECTOR
+from .tenants import load_tenants
 
 
 @dataclass
@@ -36,6 +37,10 @@ class Report:
 
     def ok(self, what: str) -> None:
         self._say(f"  ok    {what}")
+
+    def warn(self, what: str, fix: str) -> None:
+        """Something that works but that an operator should know (not a failure)."""
+        self._say(f"  WARN  {what}\n        fix: {fix}")
 
     def fail(self, what: str, fix: str) -> None:
         self.failures += 1
@@ -76,6 +81,8 @@ async def diagnose(args: argparse.Namespace) -> int:
             report.fail(str(exc), "correct the keys named above")
         for problem in config.file_problems() if config else []:
             report.fail(problem, "the API server refuses to start until this is fixed")
+        if config is not None:
+            check_tenants(report, config)
     if plugin_url:
         await check_plugin(report, plugin_url, config)
     if config and config.auth.oidc:
@@ -95,6 +102,27 @@ async def diagnose(args: argparse.Namespace) -> int:
         )
     print("all checks passed" if not report.failures else f"{report.failures} check(s) failed")
     return 1 if report.failures else 0
+
+
+def check_tenants(report: Report, config: ApiServerConfig) -> None:
+    """Is there a tenant map, and is it valid? Without one: a warning (single-user mode)."""
+    if config.tenants_file is None:
+        report.warn(
+            "no tenant map: every caller is its own tenant at the API server, but all jobs of "
+            "all tenants run as the plugin's one Unix user and can read each other's files",
+            "write a tenant map (docs/tenants.md) and set tenants_file in the API server's and "
+            "the plugin's configuration",
+        )
+        return
+    if not config.tenants_file.expanduser().is_file():
+        return  # reported with the other missing files
+    try:
+        tenants = load_tenants(config.tenants_file)
+    except ConfigError as exc:
+        report.fail(str(exc), "correct the keys named above")
+        return
+    count = len(tenants.tenants) if tenants else 0
+    report.ok(f"tenant map {config.tenants_file}: {count} tenant(s)")
 
 
 def socket_problem(path: Path) -> str | None:

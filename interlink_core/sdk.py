@@ -70,6 +70,7 @@ from .tlsfiles import ca_problem, cert_pair_problem, problems
 
 log = logging.getLogger("interlink.plugin")
 SESSION_HEADER = "InterLink-Http-Session"
+TENANT_HEADER = "InterLink-Tenant"
 
 
 class PluginTLS(StrictModel):
@@ -204,6 +205,8 @@ class Plugin(ABC):
 
     def __init__(self, config: PluginConfig) -> None:
         self.config = config
+        config.state_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        config.state_path.chmod(0o700)  # the pod table, the socket: the plugin's user only
         self.store = JobStore(config.state_path / "jobs.sqlite")
 
     async def start(self) -> None:
@@ -215,6 +218,12 @@ class Plugin(ABC):
     @abstractmethod
     async def submit(self, data: RetrievedPodData) -> Submitted:
         """Start the pod as a job; return its job id. Raise :class:`InterLinkError` to refuse."""
+
+    async def submit_for(self, data: RetrievedPodData, tenant: str | None) -> Submitted:
+        """:meth:`submit` for a tenant: the API server's ``InterLink-Tenant`` header, or
+        ``None`` without one. Backends that run each tenant's jobs as its own user override
+        this; the default ignores the tenant."""
+        return await self.submit(data)
 
     @abstractmethod
     async def cancel(self, record: JobRecord, pod: JSON) -> None:
@@ -327,7 +336,7 @@ def _plugin_routes(plugin: Plugin) -> FastAPI:
     app = FastAPI(title=f"interLink plugin: {plugin.name}", lifespan=lifespan)
     add_error_handlers(app)
 
-    async def create_one(data: RetrievedPodData) -> CreateStruct:
+    async def create_one(data: RetrievedPodData, tenant: str | None) -> CreateStruct:
         _, _, uid = pod_meta(data.pod)
         lock = locks.setdefault(uid, asyncio.Lock())
         users[uid] = users.get(uid, 0) + 1
@@ -336,7 +345,7 @@ def _plugin_routes(plugin: Plugin) -> FastAPI:
                 existing = plugin.store.get(uid)
                 if existing is not None:
                     return CreateStruct(PodUID=uid, PodJID=existing.job_id)
-                done = await plugin.submit(data)
+                done = await plugin.submit_for(data, tenant)
                 namespace, name, _ = pod_meta(data.pod)
                 plugin.store.put(
                     JobRecord(
@@ -357,12 +366,13 @@ def _plugin_routes(plugin: Plugin) -> FastAPI:
     @app.post("/create")
     async def create(request: Request) -> Response:
         body = await _json_body(request)
+        tenant = request.headers.get(TENANT_HEADER)
         if isinstance(body, list):
             items = [pod_data(b, f"[{i}].pod") for i, b in enumerate(body)]
-            answers = [dump(await create_one(item)) for item in items]
+            answers = [dump(await create_one(item, tenant)) for item in items]
             return JSONResponse(answers)
         item = pod_data(body)
-        return JSONResponse(dump(await create_one(item)))
+        return JSONResponse(dump(await create_one(item, tenant)))
 
     @app.post("/updateVolumes")
     async def update_volumes(request: Request) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -41,7 +42,8 @@ class JobStore:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_file(Path(self.path))
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -101,6 +103,13 @@ class JobStore:
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` (if missing) readable by its owner only, and make it so (SQLite gives
+    its -wal and -shm files the database file's permissions)."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    path.chmod(0o600)
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:

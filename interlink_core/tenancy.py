@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import Forbidden
+from .store import private_file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS owners (
@@ -40,6 +41,7 @@ class TenantRegistry:
     def __init__(self, path: Path | str) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(path))
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a commit survives a kill -9 of the process (only a power cut can lose

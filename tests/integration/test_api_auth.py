@@ -224,7 +224,7 @@ def pod_body(uid: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("tenant_from", "tenant", "d_shares_it"),
-    [("CN", "cluster-c", False), ("O", "site-a", True), ("OU", "team-x", False)],
+    [("CN", "mtls:cluster-c", False), ("O", "mtls:site-a", True), ("OU", "mtls:team-x", False)],
 )
 def test_mtls_client_certificate_identifies_the_tenant(
     certs: Path,
@@ -234,8 +234,9 @@ def test_mtls_client_certificate_identifies_the_tenant(
     tenant: str,
     d_shares_it: bool,
 ) -> None:
-    """The tenant is the subject attribute ``tenant_from`` names; the subject is the CN. A
-    second certificate reaches the first one's pod only when that attribute is the same."""
+    """The tenant is the subject attribute ``tenant_from`` names, marked ``mtls:`` (an OIDC
+    subject of the same name is another tenant); the subject is the CN. A second certificate
+    reaches the first one's pod only when that attribute is the same."""
     api = mtls_api(tmp_path, certs, recorder.url, tenant_from)
     try:
         made = httpx.post(api.url + "/create", json=pod_body("u-1"), verify=as_client(certs, "c"))
@@ -271,7 +272,7 @@ def test_a_bearer_token_takes_precedence_over_the_client_certificate(
         refused = httpx.post(api.url + "/create", json=pod_body("u-3"), headers=bad, verify=c)
         assert refused.status_code == 401, refused.text
         assert httpx.post(api.url + "/create", json=pod_body("u-4"), verify=c).status_code == 200
-        assert recorder.creators() == [("dev", "dev"), ("cluster-c", "cluster-c")]
+        assert recorder.creators() == [("dev", "dev"), ("mtls:cluster-c", "cluster-c")]
     finally:
         api.stop()
 
@@ -287,7 +288,7 @@ async def test_the_client_presents_its_certificate(
         async with InterLinkClient(api.url, ca_file=certs / "ca.pem", client_cert=cert) as client:
             created = await client.create(request)
         assert (created.PodUID, created.PodJID) == ("u-5", "job-1")
-        assert recorder.creators() == [("cluster-d", "cluster-d")]
+        assert recorder.creators() == [("mtls:cluster-d", "cluster-d")]
         async with InterLinkClient(api.url, ca_file=certs / "ca.pem") as anonymous:
             with pytest.raises(RemoteError) as refused:
                 await anonymous.create(request)

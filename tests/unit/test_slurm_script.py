@@ -301,15 +301,15 @@ def test_script_is_valid_bash_and_init_containers_fail_fast(tmp_path: Path) -> N
     assert all(line.endswith(" &") for line in body if line.startswith("il_run m"))
 
 
-def test_pre_exec_can_be_disabled(tmp_path: Path) -> None:
+def test_pre_exec_is_off_unless_the_site_allows_it(tmp_path: Path) -> None:
     p = pod(
         [{"name": "a", "image": "i", "command": ["x"]}],
         annotations={"slurm-job.vk.io/pre-exec": "module load cuda"},
     )
-    plan, _ = build_job(RetrievedPodData(pod=p), cfg(tmp_path), tmp_path / "a")
+    plan, _ = build_job(RetrievedPodData(pod=p), cfg(tmp_path, allow_pre_exec=True), tmp_path / "a")
     assert "module load cuda" in plan.script
-    with pytest.raises(BadRequest, match="allow_pre_exec"):
-        build_job(RetrievedPodData(pod=p), cfg(tmp_path, allow_pre_exec=False), tmp_path / "b")
+    with pytest.raises(BadRequest, match="allow_pre_exec is false"):
+        build_job(RetrievedPodData(pod=p), cfg(tmp_path), tmp_path / "b")
 
 
 def test_parsers() -> None:

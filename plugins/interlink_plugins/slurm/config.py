@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from interlink_core.config import StrictModel
 from interlink_core.sdk import PluginConfig
@@ -15,11 +15,11 @@ from ..runtimes import PodmanConfig
 
 # sbatch options a pod annotation may set unless the admin says otherwise; options that change
 # identity, output, working directory or the script itself (--uid, --gid, --wrap, --output,
-# --error, --chdir, --export, ...) are never in it by default.
+# --error, --chdir, --export, ...) are never in it by default, nor is --account (who pays: a
+# site adds it, or lists each tenant's accounts in the tenant map).
 DEFAULT_ALLOWED_FLAGS = [
     "--time",
     "--partition",
-    "--account",
     "--qos",
     "--constraint",
     "--nodes",
@@ -109,8 +109,26 @@ class SlurmConfig(PluginConfig):
         description="sbatch options the pod annotation slurm-job.vk.io/flags may use.",
     )
     allow_pre_exec: bool = Field(
-        default=True,
-        description="Run the pod annotation slurm-job.vk.io/pre-exec at the start of the job.",
+        default=False,
+        description="Run the pod annotation slurm-job.vk.io/pre-exec at the start of the job "
+        "(shell lines from the pod's author, run as the job's user).",
+    )
+    tenants_file: Path | None = Field(
+        default=None,
+        description="The site's tenant map (docs/tenants.md): each tenant's jobs run as its "
+        "Unix user with its SLURM accounts, QOS, partitions and flags. Needs work_dir.",
+    )
+    submit_as: Literal["sbatch-uid", "sudo"] = Field(
+        default="sbatch-uid",
+        description="With a tenant map: how jobs become the tenant's: sbatch --uid/--gid (the "
+        "plugin runs as root) or sudo -u <user> sbatch/scancel (see docs/tenants.md for the "
+        "sudo rule).",
+    )
+    sudo: str = Field(default="sudo", description="The sudo command (submit_as: sudo).")
+    host_path_prefixes: list[Path] = Field(
+        default_factory=list,
+        description="Host directories pods may mount as hostPath volumes (below these "
+        "prefixes, symlinks resolved); any other hostPath volume is refused.",
     )
     keep_work_dirs: bool = False
     shared_filesystem: bool = Field(
@@ -155,6 +173,16 @@ class SlurmConfig(PluginConfig):
         "reports container states with `scontrol update JobId=... Comment=...`).",
     )
     taints: list[dict[str, str]] = Field(default_factory=list)
+    _flags_key: str = PrivateAttr(default="allowed_flags")
+
+    @property
+    def flags_key(self) -> str:
+        """The configuration key of the flag allow-list in force (named in refusals)."""
+        return self._flags_key
+
+    @flags_key.setter
+    def flags_key(self, key: str) -> None:
+        self._flags_key = key
 
     @field_validator("scratch_dir")
     @classmethod

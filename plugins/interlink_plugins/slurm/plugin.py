@@ -21,7 +21,7 @@ from typing import ClassVar, cast
 
 from pydantic import Field
 
-from interlink_core.errors import BackendUnavailable, BadRequest, Unsupported
+from interlink_core.errors import BackendUnavailable, BadRequest, ConfigError, Unsupported
 from interlink_core.jobfiles import (
     apply_supervision,
     assemble_pod_status,
@@ -46,6 +46,7 @@ from interlink_core.models import (
 from interlink_core.podspec import checked_uid, materialize_volumes
 from interlink_core.sdk import Plugin, PluginConfig, Submitted
 from interlink_core.store import JobRecord
+from interlink_core.tenants import UnixAccount, load_tenants, unix_account
 
 from .commands import (
     SACCT_FIELDS,
@@ -63,6 +64,17 @@ from .commands import (
 from .config import SlurmConfig
 from .scratch import ContainerReport, LogDemux, decode_comment, reported_state
 from .script import build_job, record_data
+from .tenancy import (
+    cancel_argv,
+    check_choices,
+    check_work_dir,
+    handover_argv,
+    own_tree,
+    refuse_host_paths,
+    resolve_tenant,
+    submit_argv,
+    tenant_settings,
+)
 
 ACTIVE = {
     "PENDING",
@@ -131,6 +143,12 @@ class SlurmPlugin(Plugin):
         self._addrs: dict[str, str] = {}  # batch host -> its address (the pod IP)
         self._demux: dict[str, tuple[LogDemux, asyncio.Lock]] = {}
         self._notices: dict[str, list[JSON]] = {}  # pod UID: Events the plugin wrote at submit
+        self.tenants = load_tenants(self.settings.tenants_file)
+        if self.tenants is not None:
+            missing = self.tenants.unix_problems()
+            if missing:
+                raise ConfigError("tenant map: " + "; ".join(missing))
+            check_work_dir(self.settings)
 
     async def start(self) -> None:
         """Make sure the jobs directory exists (tracked jobs are re-read from SLURM)."""
@@ -141,21 +159,51 @@ class SlurmPlugin(Plugin):
     # --- create -------------------------------------------------------------------------------
 
     async def submit(self, data: RetrievedPodData) -> Submitted:
-        """Write the pod's files and script, then ``sbatch`` it."""
-        async with new_pod_dir(self.settings.jobs_path, checked_uid(data.pod)) as pod_dir:
-            plan, files = await asyncio.to_thread(build_job, data, self.settings, pod_dir)
+        """Write the pod's files and script, then ``sbatch`` it (as the plugin's user)."""
+        return await self.submit_for(data, None)
+
+    async def submit_for(self, data: RetrievedPodData, tenant: str | None) -> Submitted:
+        """Write the pod's files and script, then ``sbatch`` it; with a tenant map, as the
+        tenant's Unix user, in a directory only that user can read, with its SLURM policy."""
+        refuse_host_paths(data.pod, self.settings.host_path_prefixes)
+        settings: SlurmConfig = self.settings
+        account: UnixAccount | None = None
+        if self.tenants is not None:
+            found = resolve_tenant(self.tenants, tenant)
+            settings = tenant_settings(self.settings, str(tenant), found)
+            check_choices(data.pod, settings, str(tenant), found)
+            account = unix_account(found)
+        async with new_pod_dir(settings.jobs_path, checked_uid(data.pod)) as pod_dir:
+            plan, files = await asyncio.to_thread(build_job, data, settings, pod_dir)
             job_files = {"job.sh": plan.script, **files}
             await asyncio.to_thread(write_job_files, pod_dir, job_files, ("job.sh",))
             for stale in (plan.output, plan.error) if plan.output else ():  # appended to
                 await asyncio.to_thread(Path(stale).unlink, True)
+            argv = [settings.sbatch, "--parsable", *plan.options, str(pod_dir / "job.sh")]
+            if account is not None:
+                await self._hand_over(pod_dir, account)
+                argv = submit_argv(settings, account, argv)
             self.calls.sbatch += 1
-            rc, out, err = await run(
-                [self.settings.sbatch, "--parsable", *plan.options, str(pod_dir / "job.sh")]
-            )
+            rc, out, err = await run(argv)
             if rc != 0:
                 raise sbatch_error(err)
             job_id = parse_sbatch(out)
-        return Submitted(job_id=job_id, data=record_data(plan, pod_dir))
+        recorded = record_data(plan, pod_dir)
+        if account is not None:
+            recorded["tenant"], recorded["user"] = tenant, account.user
+        return Submitted(job_id=job_id, data=recorded)
+
+    async def _hand_over(self, pod_dir: Path, account: UnixAccount) -> None:
+        """Give a pod directory to its tenant's user (as root, or through sudo chown)."""
+        if self.settings.submit_as != "sudo":
+            await asyncio.to_thread(own_tree, pod_dir, account)
+            return
+        rc, _, err = await run(handover_argv(self.settings, account, pod_dir))
+        if rc != 0:
+            raise BackendUnavailable(
+                f"cannot give {pod_dir} to {account.user} with sudo chown: {err.strip()} "
+                "(see the sudo rule in docs/tenants.md)"
+            )
 
     # --- volumes of running pods ---------------------------------------------------------------
 
@@ -184,7 +232,8 @@ class SlurmPlugin(Plugin):
                 del queue[record.job_id]  # the runner ended it: nothing left to cancel
         if record.job_id in queue:
             self.calls.scancel += 1
-            rc, _, err = await run([self.settings.scancel, record.job_id])
+            argv = cancel_argv(self.settings, self._account(record), [self.settings.scancel])
+            rc, _, err = await run([*argv, record.job_id])
             if rc != 0 and "Invalid job id" not in err:
                 raise BadRequest(f"scancel {record.job_id} failed: {err.strip()}")
             deadline = time.monotonic() + 120
@@ -215,8 +264,8 @@ class SlurmPlugin(Plugin):
         pod_dir = Path(str(record.data.get("dir", "")))
         await asyncio.to_thread((pod_dir / "grace").write_text, str(grace))
         self.calls.scancel += 1
-        argv = [self.settings.scancel, "--batch", "--signal=TERM", record.job_id]
-        rc, _, _ = await run(argv)
+        argv = cancel_argv(self.settings, self._account(record), [self.settings.scancel])
+        rc, _, _ = await run([*argv, "--batch", "--signal=TERM", record.job_id])
         if rc != 0:
             return  # e.g. the job just ended; the plain scancel below decides
         deadline = time.monotonic() + grace + RUNNER_MARGIN
@@ -225,6 +274,13 @@ class SlurmPlugin(Plugin):
             if state is None or state.state not in ACTIVE:
                 return
             await asyncio.sleep(0.5)
+
+    def _account(self, record: JobRecord) -> UnixAccount | None:
+        """The Unix account a tenant's job runs as (``None`` without a tenant map)."""
+        name = record.data.get("tenant")
+        if self.tenants is None or not name or name not in self.tenants.tenants:
+            return None
+        return unix_account(self.tenants.tenants[name])
 
     # --- status -------------------------------------------------------------------------------
 
@@ -244,10 +300,12 @@ class SlurmPlugin(Plugin):
         ]
         rc, out, err = await run(argv)
         if rc != 0 and "Invalid job id" in err:
-            # some ids are no longer known to slurmctld: list this user's jobs instead
+            # some ids are no longer known to slurmctld: list this user's jobs instead (with
+            # a tenant map, the jobs of all users)
             self.calls.squeue += 1
+            users = [] if self.tenants is not None else ["-u", self._user]
             rc, out, err = await run(
-                [self.settings.squeue, "-h", "-t", "all", "-o", SQUEUE_FORMAT, "-u", self._user]
+                [self.settings.squeue, "-h", "-t", "all", "-o", SQUEUE_FORMAT, *users]
             )
         if rc != 0:
             raise BackendUnavailable(f"squeue failed: {err.strip() or rc}")

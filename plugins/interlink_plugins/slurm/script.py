@@ -143,8 +143,9 @@ def resource_options(containers: list[tuple[str, str, JSON]]) -> tuple[list[str]
 # --- sbatch options from the pod ----------------------------------------------------------------
 
 
-def user_flags(annotation: str, allowed: list[str]) -> list[str]:
-    """Options from ``slurm-job.vk.io/flags``, each checked against the allow-list."""
+def user_flags(annotation: str, allowed: list[str], key: str = "allowed_flags") -> list[str]:
+    """Options from ``slurm-job.vk.io/flags``, each checked against the allow-list (``key``
+    names it in refusals)."""
     try:
         tokens = shlex.split(annotation)
     except ValueError as exc:
@@ -165,7 +166,7 @@ def user_flags(annotation: str, allowed: list[str]) -> list[str]:
             raise BadRequest(
                 f"metadata.annotations[{FLAGS_ANNOTATION!r}]: option {name} is not allowed "
                 f"here (allowed: {', '.join(allowed)}); ask the site admin to add it to "
-                "allowed_flags"
+                f"{key}"
             )
         if not eq and long not in _NO_VALUE:
             if i + 1 >= len(tokens):
@@ -536,7 +537,7 @@ def _options(
         options.append(f"--account={cfg.account}")
     options += res_opts + list(cfg.default_flags) + flavor_flags(data.pod, cfg, gpus)
     if FLAGS_ANNOTATION in annotations:
-        flags = user_flags(str(annotations[FLAGS_ANNOTATION]), cfg.allowed_flags)
+        flags = user_flags(str(annotations[FLAGS_ANNOTATION]), cfg.allowed_flags, cfg.flags_key)
         for flag in flags if scratch else []:
             if flag.split("=", 1)[0] in SCRATCH_RESERVED_FLAGS:
                 raise BadRequest(

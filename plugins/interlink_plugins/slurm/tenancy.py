@@ -1,0 +1,147 @@
+"""Tenants on SLURM: each tenant's jobs run as its Unix user, in a pod directory only that user
+can read, with the sbatch options the tenant map allows it (docs/tenants.md)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from interlink_core.errors import BadRequest, ConfigError, Forbidden
+from interlink_core.models import JSON
+from interlink_core.tenants import Tenant, TenantMap, UnixAccount
+
+from .config import SlurmConfig
+from .script import FLAGS_ANNOTATION, user_flags
+
+CHOICES = {"--account": "accounts", "--qos": "qos", "--partition": "partitions"}
+"""sbatch options whose values a tenant's lists name, and the list's key."""
+
+
+def tenant_settings(cfg: SlurmConfig, name: str, tenant: Tenant) -> SlurmConfig:
+    """The plugin's settings for one tenant's pods: its flag allow-list (plus ``--account``,
+    ``--qos`` and ``--partition`` when it has lists of them) and its first account as the
+    default account."""
+    policy = tenant.slurm
+    allowed = list(cfg.allowed_flags if policy.allowed_flags is None else policy.allowed_flags)
+    lists = {"--account": policy.accounts, "--qos": policy.qos, "--partition": policy.partitions}
+    allowed += [flag for flag, values in lists.items() if values and flag not in allowed]
+    key = "allowed_flags" if policy.allowed_flags is None else f"tenants.{name}.slurm.allowed_flags"
+    account = policy.accounts[0] if policy.accounts else cfg.account
+    settings = cfg.model_copy(update={"allowed_flags": allowed, "account": account})
+    settings.flags_key = key
+    return settings
+
+
+def check_choices(pod: JSON, cfg: SlurmConfig, name: str, tenant: Tenant) -> None:
+    """The pod's ``--account``/``--qos``/``--partition`` are among the tenant's (a 400 naming
+    the option and the key that would allow it otherwise). ``--account`` needs a list."""
+    annotation = ((pod.get("metadata") or {}).get("annotations") or {}).get(FLAGS_ANNOTATION)
+    if annotation is None:
+        return
+    policy = tenant.slurm
+    lists = {"--account": policy.accounts, "--qos": policy.qos, "--partition": policy.partitions}
+    for flag in user_flags(str(annotation), cfg.allowed_flags, cfg.flags_key):
+        option, _, value = flag.partition("=")
+        values = lists.get(option)
+        if option not in lists or (values is None and option != "--account"):
+            continue
+        if value not in (values or []):
+            key = f"tenants.{name}.slurm.{CHOICES[option]}"
+            offered = ", ".join(values or []) or "none"
+            raise BadRequest(
+                f"metadata.annotations[{FLAGS_ANNOTATION!r}]: {option}={value} is not allowed "
+                f"for tenant {name!r} (allowed: {offered}); the site admin may add it to {key}"
+            )
+
+
+def refuse_host_paths(pod: JSON, prefixes: list[Path]) -> None:
+    """Refuse a ``hostPath`` volume unless its path (symlinks and ``..`` resolved) is under
+    one of the site's ``host_path_prefixes``."""
+    roots = [Path(os.path.realpath(p)) for p in prefixes]
+    for i, vol in enumerate((pod.get("spec") or {}).get("volumes") or []):
+        if not isinstance(vol, dict) or "hostPath" not in vol:
+            continue
+        raw = str((vol.get("hostPath") or {}).get("path", ""))
+        field = f"spec.volumes[{i}].hostPath.path"
+        if not raw.startswith("/"):
+            raise BadRequest(f"{field}: {raw!r} must be an absolute path")
+        real = Path(os.path.realpath(raw))
+        if not any(real == root or root in real.parents for root in roots):
+            allowed = ", ".join(str(p) for p in prefixes) or "none"
+            raise BadRequest(
+                f"{field}: {raw!r} is not a host path this site shares with pods (allowed "
+                f"prefixes: {allowed}); the site admin may add a prefix to host_path_prefixes"
+            )
+
+
+def resolve_tenant(tenants: TenantMap, name: str | None) -> Tenant:
+    """The tenant a create is for; a 403 without the header or for a tenant not in the map."""
+    if not name:
+        raise Forbidden(
+            "this plugin has a tenant map (tenants_file) and the request names no tenant "
+            "(InterLink-Tenant header): send pods through the interLink API server"
+        )
+    return tenants.get(name, "the plugin's tenants_file")
+
+
+def submit_argv(cfg: SlurmConfig, account: UnixAccount, argv: list[str]) -> list[str]:
+    """``sbatch``'s command line for a tenant: ``--uid``/``--gid`` when the plugin runs as
+    root (``submit_as: sbatch-uid``), else through sudo as the tenant's user."""
+    if cfg.submit_as == "sudo":
+        return [*sudo_prefix(cfg, account), *argv]
+    return [argv[0], f"--uid={account.uid}", f"--gid={account.gid}", *argv[1:]]
+
+
+def cancel_argv(cfg: SlurmConfig, account: UnixAccount | None, argv: list[str]) -> list[str]:
+    """``scancel``'s command line: as the tenant's user through sudo, or as is."""
+    if cfg.submit_as == "sudo" and account is not None:
+        return [*sudo_prefix(cfg, account), *argv]
+    return argv
+
+
+def sudo_prefix(cfg: SlurmConfig, account: UnixAccount) -> list[str]:
+    """``sudo -n -u USER -g GROUP --`` (never prompts: a missing rule fails at once)."""
+    return [cfg.sudo, "-n", "-u", account.user, "-g", account.group, "--"]
+
+
+def handover_argv(cfg: SlurmConfig, account: UnixAccount, pod_dir: Path) -> list[str]:
+    """``submit_as: sudo``: give the pod directory to the tenant (the plugin is not root)."""
+    return [cfg.sudo, "-n", "chown", "-R", f"{account.uid}:{os.getgid()}", str(pod_dir)]
+
+
+def own_tree(pod_dir: Path, account: UnixAccount) -> None:
+    """Give a pod directory and everything in it to the tenant; the directory itself 0700
+    (the plugin, root, still reads the status files and logs)."""
+    for base, dirs, files in os.walk(pod_dir):
+        for name in [*dirs, *files]:
+            os.chown(os.path.join(base, name), account.uid, account.gid, follow_symlinks=False)
+    os.chown(pod_dir, account.uid, account.gid)
+    pod_dir.chmod(0o700)
+
+
+def check_work_dir(cfg: SlurmConfig) -> None:
+    """With a tenant map the jobs must reach their pod directories: ``work_dir`` is set,
+    outside the plugin's owner-only ``state_dir``, and every directory above it lets other
+    users through (``x`` for others); made 0711 itself (no listing)."""
+    if cfg.work_dir is None:
+        raise ConfigError(
+            "work_dir: with a tenant map (tenants_file) set work_dir to a directory outside "
+            "state_dir (state_dir is readable by the plugin's user only; the tenants' jobs must "
+            "reach their pod directories), e.g. /var/spool/interlink/jobs"
+        )
+    jobs = cfg.jobs_path.resolve()
+    if jobs == cfg.state_path.resolve() or cfg.state_path.resolve() in jobs.parents:
+        raise ConfigError(
+            f"work_dir: {cfg.work_dir} is inside state_dir, which only the plugin's user may "
+            "enter: choose a directory outside it"
+        )
+    jobs.mkdir(parents=True, exist_ok=True)
+    jobs.chmod(0o711)
+    for parent in jobs.parents:
+        if not parent.stat().st_mode & stat.S_IXOTH:
+            raise ConfigError(
+                f"work_dir: {parent} (above {jobs}) does not let other users through, so the "
+                f"tenants' jobs cannot reach their pod directories: chmod o+x {parent}, or "
+                "choose another work_dir"
+            )
