@@ -218,9 +218,12 @@ async def test_host_runtime_on_slurm_has_a_standard_path(
 
 
 @pytest.mark.parametrize("backend", ["slurm", "local"])
-async def test_host_runtime_says_in_an_event_that_read_only_is_not_enforced(
+async def test_host_runtime_tells_what_it_does_not_enforce_and_refuses_what_it_cannot_run(
     backend: str, k8s: K8sInfo, slurm: SlurmInfo, tmp_path: Path
 ) -> None:
+    """The conformance table at submit (docs/pod-conformance.md): a pod setting fields the
+    host runtime does not enforce runs, with one Warning Event per field; a pod asking for a
+    Windows node ends ProviderFailed with the plugin's 400 naming spec.os.name."""
     config = {"runtime": "host"}
     if backend == "slurm":
         config["partition"] = slurm.partition
@@ -236,28 +239,43 @@ async def test_host_runtime_says_in_an_event_that_read_only_is_not_enforced(
                 }
             ],
             volumes=[{"name": "data", "emptyDir": {}}],
+            hostAliases=[{"ip": "10.1.2.3", "hostnames": ["db.example"]}],
         )
         out = await vk.kubectl("apply", "-f", "-", input=manifest)
         assert out.returncode == 0, out.stderr
+        windows = vk.pod_manifest(
+            "win",
+            [{"name": "main", "image": "none", "command": ["true"]}],
+            os={"name": "windows"},
+        )
+        out = await vk.kubectl("apply", "-f", "-", input=windows)
+        assert out.returncode == 0, out.stderr
 
-        async def warnings() -> list[dict[str, Any]]:
+        async def warnings() -> dict[str, tuple[str, str]]:
             out = await vk.kubectl(
                 "get",
                 "events",
                 "-n",
                 vk.ns,
                 "--field-selector",
-                "involvedObject.name=ro",
+                "involvedObject.name=ro,type=Warning",
                 "-o",
                 "json",
             )
             items = json.loads(out.stdout or '{"items": []}')["items"]
-            return [e for e in items if e.get("reason") == "ReadOnlyNotEnforced"]
+            found = {e["message"].split(":")[0]: (e["reason"], e["message"]) for e in items}
+            wanted = {"spec.hostAliases", "spec.containers[0].volumeMounts"}
+            return found if wanted <= set(found) else {}
 
-        found = await until(warnings, timeout=90, what="a ReadOnlyNotEnforced Event")
-        assert found[0]["type"] == "Warning"
+        found = await until(warnings, timeout=90, what="the pod's FieldNotEnforced Events")
+        assert found["spec.hostAliases"] == (
+            "FieldNotEnforced",
+            f"spec.hostAliases: not enforced on this node ({backend}, runtime host): "
+            "containers see the node's /etc/hosts; use addresses or names the node resolves",
+        )
         # the pod's own volume, and the service-account token Kubernetes mounts read-only
-        message = found[0]["message"]
+        reason, message = found["spec.containers[0].volumeMounts"]
+        assert reason == "ReadOnlyNotEnforced"
         assert message.startswith(
             "spec.containers[0].volumeMounts: readOnly is not enforced by this node's runtime "
             "(host: the container runs as a process on the host and can write to data at "
@@ -267,6 +285,13 @@ async def test_host_runtime_says_in_an_event_that_read_only_is_not_enforced(
             " at /var/run/secrets/kubernetes.io/serviceaccount); ask for a node with a "
             "container runtime where it must hold"
         ), message
+
+        failed = await vk.wait_pod("win", lambda p: p["status"].get("phase") == "Failed", 90)
+        assert failed["status"]["reason"] == "ProviderFailed"
+        assert (
+            f"spec.os.name: not supported on this node ({backend}, runtime host): these "
+            "nodes run Linux containers"
+        ) in failed["status"]["message"]
 
 
 async def test_local_runner_removes_its_containers_when_its_pod_directory_goes(
