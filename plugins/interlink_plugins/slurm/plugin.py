@@ -62,6 +62,7 @@ from .commands import (
     sbatch_error,
 )
 from .config import SlurmConfig
+from .orphans import orphan_job, remember
 from .scratch import ContainerReport, LogDemux, decode_comment, reported_state
 from .script import build_job, record_data
 from .tenancy import (
@@ -173,12 +174,20 @@ class SlurmPlugin(Plugin):
             settings = tenant_settings(self.settings, str(tenant), found)
             check_choices(data.pod, settings, str(tenant), found)
             account = unix_account(found)
-        async with new_pod_dir(settings.jobs_path, checked_uid(data.pod)) as pod_dir:
+        uid = checked_uid(data.pod)
+        adopted = await orphan_job(settings.squeue, settings.jobs_path / uid)
+        if adopted is not None:  # submitted by a create the plugin was killed in
+            return adopted
+        async with new_pod_dir(settings.jobs_path, uid) as pod_dir:
             plan, files = await asyncio.to_thread(build_job, data, settings, pod_dir)
             job_files = {"job.sh": plan.script, **files}
             await asyncio.to_thread(write_job_files, pod_dir, job_files, ("job.sh",))
             for stale in (plan.output, plan.error) if plan.output else ():  # appended to
                 await asyncio.to_thread(Path(stale).unlink, True)
+            recorded = record_data(plan, pod_dir)
+            if account is not None:
+                recorded["tenant"], recorded["user"] = tenant, account.user
+            await asyncio.to_thread(remember, pod_dir, recorded)
             argv = [settings.sbatch, "--parsable", *plan.options, str(pod_dir / "job.sh")]
             if account is not None:
                 await self._hand_over(pod_dir, account)
@@ -188,9 +197,6 @@ class SlurmPlugin(Plugin):
             if rc != 0:
                 raise sbatch_error(err)
             job_id = parse_sbatch(out)
-        recorded = record_data(plan, pod_dir)
-        if account is not None:
-            recorded["tenant"], recorded["user"] = tenant, account.user
         return Submitted(job_id=job_id, data=recorded)
 
     async def _hand_over(self, pod_dir: Path, account: UnixAccount) -> None:
