@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import random
 import ssl
 import time
@@ -38,6 +39,7 @@ from .models import (
 
 SESSION_HEADER = "InterLink-Http-Session"
 TokenSource = Callable[[], Awaitable[str | None]]
+log = logging.getLogger("interlink.client")
 
 
 @dataclass(frozen=True)
@@ -530,40 +532,53 @@ class ClientCredentials:
         self._issuer = Endpoint.parse(self.issuer, ca_file=ca_file)
         self._token: str | None = None
         self._expires = 0.0
+        self._margin = 60.0
         self._lock = asyncio.Lock()
 
     async def __call__(self) -> str | None:
         async with self._lock:
-            if self._token and time.time() < self._expires - 60:
+            now = time.time()
+            if self._token and now < self._expires - self._margin:
                 return self._token
-            form = {"grant_type": "client_credentials"}
-            if self.audience:
-                form["audience"] = self.audience
-            if self.scope:
-                form["scope"] = self.scope
-            try:  # a connection of its own: tokens are fetched about once an hour
-                async with self._issuer.session(15.0) as http:
-                    async with http.get(self.issuer + "/.well-known/openid-configuration") as r:
-                        disc = await r.json(content_type=None)
-                    async with http.post(
-                        disc["token_endpoint"],
-                        data=form,
-                        headers={"Authorization": self._basic_auth()},
-                    ) as r:
-                        resp = await Answer.read(r)
-            except _UNREACHABLE as exc:
-                raise BackendUnavailable(
-                    f"cannot reach the issuer {self.issuer}: {exc!r}"
-                ) from None
-            if resp.status_code != 200:
-                raise RemoteError(
-                    f"the issuer refused the client-credentials grant: {_message(resp)}",
-                    resp.status_code,
-                )
-            body = resp.json()
-            self._token = str(body["access_token"])
-            self._expires = time.time() + float(body.get("expires_in", 300))
-            return self._token
+            try:
+                return await self._fetch()
+            except (BackendUnavailable, RemoteError) as exc:
+                if self._token and time.time() < self._expires - 1:  # still valid: use it
+                    log.warning("cannot renew the token (%s); the current one is used", exc)
+                    return self._token
+                raise
+
+    async def _fetch(self) -> str:
+        """A new token from the issuer (remembered with its lifetime)."""
+        form = {"grant_type": "client_credentials"}
+        if self.audience:
+            form["audience"] = self.audience
+        if self.scope:
+            form["scope"] = self.scope
+        try:  # a connection of its own: tokens are fetched about once an hour
+            async with self._issuer.session(15.0) as http:
+                async with http.get(self.issuer + "/.well-known/openid-configuration") as r:
+                    disc = await r.json(content_type=None)
+                async with http.post(
+                    disc["token_endpoint"],
+                    data=form,
+                    headers={"Authorization": self._basic_auth()},
+                ) as r:
+                    resp = await Answer.read(r)
+        except _UNREACHABLE as exc:
+            raise BackendUnavailable(f"cannot reach the issuer {self.issuer}: {exc!r}") from None
+        if resp.status_code != 200:
+            raise RemoteError(
+                f"the issuer refused the client-credentials grant: {_message(resp)}",
+                resp.status_code,
+            )
+        body = resp.json()
+        lifetime = float(body.get("expires_in", 300))
+        self._token = str(body["access_token"])
+        self._expires = time.time() + lifetime
+        # renewed a minute before it expires, or at 4/5 of a shorter lifetime
+        self._margin = min(60.0, lifetime / 5)
+        return self._token
 
     def _basic_auth(self) -> str:
         pair = f"{self.client_id}:{self.client_secret}".encode()

@@ -6,7 +6,6 @@ once space is freed new pods run again."""
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,11 +13,9 @@ from typing import Any
 
 import pytest
 
-from interlink_vk.config import VK_TAINT_KEY
 from tests.helpers.faults import FaultWorld, fill, small_tmpfs
-from tests.helpers.k8s import K8sInfo, kubectl
+from tests.helpers.k8s import K8sInfo
 from tests.helpers.slurm import SlurmInfo
-from tests.helpers.world import until
 
 pytestmark = pytest.mark.integration
 
@@ -34,32 +31,6 @@ async def world(k8s: K8sInfo, slurm: SlurmInfo, tmp_path: Path) -> AsyncIterator
             await asyncio.to_thread(w.stop)
 
 
-def create(world: FaultWorld, name: str, script: str) -> None:
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": world.ns},
-        "spec": {
-            "nodeSelector": {"kubernetes.io/hostname": world.node},
-            "tolerations": [{"key": VK_TAINT_KEY, "operator": "Exists"}],
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "main", "image": "none", "command": ["sh", "-c", script]}],
-        },
-    }
-    out = kubectl(world.k8s, "create", "-f", "-", input=json.dumps(manifest))
-    assert out.returncode == 0, out.stderr
-
-
-async def pod_when(world: FaultWorld, name: str, phase: str, timeout: float = 120) -> Any:
-    def get() -> dict[str, Any] | None:
-        out = kubectl(world.k8s, "get", "pod", name, "-n", world.ns, "-o", "json")
-        p = json.loads(out.stdout) if out.returncode == 0 else None
-        return p if p and p["status"].get("phase") == phase else None
-
-    return await until(lambda: asyncio.to_thread(get), timeout, f"pod {name} {phase}")
-
-
 def exit_code(p: dict[str, Any]) -> Any:
     return p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"]
 
@@ -68,12 +39,12 @@ async def test_a_full_disk_fails_new_pods_clearly_and_keeps_tracking_the_others(
     world: FaultWorld, tmp_path: Path
 ) -> None:
     go = tmp_path / "go"
-    create(world, "before", f"while [ ! -e {go} ]; do sleep 0.2; done; echo done")
-    await pod_when(world, "before", "Running")
+    world.create(world.manifest("before", f"while [ ! -e {go} ]; do sleep 0.2; done; echo done"))
+    await world.pod_when("before", "Running")
 
     filler = fill(world.jobs_dir)
-    create(world, "full", "echo never")
-    failed = await pod_when(world, "full", "Failed")
+    world.create(world.manifest("full", "echo never"))
+    failed = await world.pod_when("full", "Failed")
     assert failed["status"]["reason"] == "ProviderFailed"
     message = failed["status"]["message"]
     assert "No space left on device" in message, message
@@ -91,10 +62,10 @@ async def test_a_full_disk_fails_new_pods_clearly_and_keeps_tracking_the_others(
     # the pod that ran before is still tracked while the disk is full: it ends as its job
     # does (the job cannot write its exit file there; SLURM's end state stands in)
     go.touch()
-    done = await pod_when(world, "before", "Succeeded")
+    done = await world.pod_when("before", "Succeeded")
     assert exit_code(done) == 0
 
     filler.unlink()
-    create(world, "after", "exit 0")
-    after = await pod_when(world, "after", "Succeeded")
+    world.create(world.manifest("after", "exit 0"))
+    after = await world.pod_when("after", "Succeeded")
     assert exit_code(after) == 0

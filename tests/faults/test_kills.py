@@ -6,7 +6,6 @@ pod ended as its job did, none was lost, none was submitted twice, no job is wit
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import time
@@ -17,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from interlink_vk.config import JOB_ID_ANNOTATION, VK_TAINT_KEY
+from interlink_vk.config import JOB_ID_ANNOTATION
 from tests.helpers.faults import FaultWorld, accounted_jobs, restart_slurmctld
-from tests.helpers.k8s import K8sInfo, kubectl
+from tests.helpers.k8s import K8sInfo
 from tests.helpers.slurm import SlurmInfo
 from tests.helpers.world import until
 
@@ -45,19 +44,8 @@ def exit_code(i: int) -> int:
 
 
 def pod(world: FaultWorld, i: int, rng: random.Random) -> dict[str, Any]:
-    script = f"sleep {rng.uniform(1, 6):.1f}; exit {exit_code(i)}"
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": f"p{i:03d}", "namespace": world.ns},
-        "spec": {
-            "nodeSelector": {"kubernetes.io/hostname": world.node},
-            "tolerations": [{"key": VK_TAINT_KEY, "operator": "Exists"}],
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "main", "image": "none", "command": ["sh", "-c", script]}],
-        },
-    }
+    """Pod i: a job of 1-6 s that ends with its known exit code."""
+    return world.manifest(f"p{i:03d}", f"sleep {rng.uniform(1, 6):.1f}; exit {exit_code(i)}")
 
 
 @pytest.fixture
@@ -102,9 +90,7 @@ async def test_burst_of_200_pods_survives_kills_and_a_slurmctld_restart(
     plan = list(zip(order, moments, strict=True))
     print("faults planned:", plan)
 
-    body = json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests})
-    out = await asyncio.to_thread(kubectl, world.k8s, "create", "-f", "-", input=body)
-    assert out.returncode == 0, out.stderr
+    await asyncio.to_thread(world.create, *manifests)
     for fault, at in plan:
         await inject(world, fault, at)
 

@@ -5,6 +5,7 @@ a plugin submitted."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -16,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.k8s import kubectl
-from tests.helpers.vk import start_vk_process
+from interlink_vk.config import VK_TAINT_KEY
+from tests.helpers.k8s import K8sInfo, kubectl
+from tests.helpers.vk import approve_csr, start_vk_process
 from tests.helpers.vk_world import TOKEN, World
-from tests.helpers.world import start_api, start_plugin
+from tests.helpers.world import free_port, start_api, start_plugin, until
 
 SLURMCTLD_PID = Path("/run/slurmctld.pid")
 SLURMCTLD = "/usr/sbin/slurmctld"  # what tests/world/slurm-up starts it with
@@ -29,41 +31,107 @@ class FaultWorld(World):
     """:class:`World` (SLURM plugin, API server, one ``interlink vk`` process) whose parts can
     be killed with SIGKILL and started again with the same configuration, port and state."""
 
+    def __init__(
+        self,
+        root: Path,
+        k8s: K8sInfo,
+        partition: str | None,
+        auth: dict[str, Any] | None = None,
+        edge: dict[str, Any] | None = None,
+    ) -> None:
+        """``auth``: the API server's ``auth`` section (default: the development token);
+        ``edge``: the VK's ``edge`` section without ``url`` (default: that token)."""
+        super().__init__(root, k8s, partition)
+        self.auth = auth or {"insecure_dev_token": TOKEN}
+        self.edge = edge or {"token": TOKEN}
+        self.api_port = free_port()
+
     async def start(self) -> None:
-        await super().start()
-        assert self.api is not None
-        self.api_port = int(self.api.url.rsplit(":", 1)[1])
+        self.restart("plugin")
+        self.restart("api")
+        kubectl(self.k8s, "create", "namespace", self.ns)
+        self.restart("vk")
+        stop_csr = asyncio.Event()
+        approver = asyncio.create_task(approve_csr(self.k8s, self.node, stop_csr))
+        try:
+            await self._until_ready()
+        finally:
+            stop_csr.set()
+            await approver
 
     def kill(self, part: str) -> None:
         """``kill -9`` of one part (``vk``, ``api`` or ``plugin``) and wait until it is gone."""
-        proc = {
+        procs: dict[str, subprocess.Popen[Any] | None] = {
             "vk": self.vk,
-            "api": self.api and self.api.proc,
-            "plugin": self.plugin and self.plugin.proc,
-        }[part]
+            "api": self.api.proc if self.api else None,
+            "plugin": self.plugin.proc if self.plugin else None,
+        }
+        proc = procs[part]
         assert proc is not None
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
 
     def restart(self, part: str) -> None:
-        """Start a killed part again, as a supervisor would (same config, port and state)."""
+        """Start a part (again, after a kill), as a supervisor would: same configuration,
+        port and state."""
         if part == "vk":
-            assert self.api is not None
+            api = f"http://127.0.0.1:{self.api_port}"
             self.vk = start_vk_process(
-                self.k8s, self.root, self.node, self.api.url, TOKEN, internal_ip=self.ip
-            )
+                self.k8s, self.root, self.node, api, TOKEN, internal_ip=self.ip,
+                edge={"url": api, **self.edge},
+            )  # fmt: skip
         elif part == "api":
-            assert self.plugin is not None and self.api is not None
-            self.api = start_api(
-                self.root / "api",
-                {"plugin": {"url": self.plugin.url}, "auth": {"insecure_dev_token": TOKEN}},
-                port=self.api_port,
-            )
+            assert self.plugin is not None
+            api_config = {"plugin": {"url": self.plugin.url}, "auth": self.auth}
+            self.api = start_api(self.root / "api", api_config, port=self.api_port)
         elif part == "plugin":
             config = {"runtime": "host", "partition": self.partition}
             self.plugin = start_plugin(self.root / "plugin", "slurm", config)
         else:
             raise ValueError(f"unknown part {part!r}")
+
+    def manifest(self, name: str, script: str) -> dict[str, Any]:
+        """A pod for this virtual node: one container running ``sh -c script``."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": {
+                "nodeSelector": {"kubernetes.io/hostname": self.node},
+                "tolerations": [{"key": VK_TAINT_KEY, "operator": "Exists"}],
+                "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "main", "image": "none", "command": ["sh", "-c", script]}],
+            },
+        }
+
+    def create(self, *manifests: dict[str, Any]) -> None:
+        """``kubectl create`` these pods (one call)."""
+        body = {"apiVersion": "v1", "kind": "List", "items": list(manifests)}
+        out = kubectl(self.k8s, "create", "-f", "-", input=json.dumps(body), timeout=120)
+        assert out.returncode == 0, out.stderr
+
+    async def pod_when(self, name: str, phase: str, timeout: float = 120) -> dict[str, Any]:
+        """The pod once its phase is ``phase`` (an AssertionError after ``timeout`` s)."""
+
+        def get() -> dict[str, Any] | None:
+            out = kubectl(self.k8s, "get", "pod", name, "-n", self.ns, "-o", "json")
+            p = json.loads(out.stdout) if out.returncode == 0 else None
+            return p if p and p["status"].get("phase") == phase else None
+
+        found: dict[str, Any] = await until(
+            lambda: asyncio.to_thread(get), timeout, f"pod {name} {phase}"
+        )
+        return found
+
+    def node_condition(self, ctype: str) -> dict[str, Any]:
+        """The virtual node's condition of this type (empty if it has none)."""
+        out = kubectl(self.k8s, "get", "node", self.node, "-o", "json")
+        assert out.returncode == 0, out.stderr
+        for c in json.loads(out.stdout)["status"].get("conditions") or []:
+            if c["type"] == ctype:
+                return dict(c)
+        return {}
 
     def pods(self) -> list[dict[str, Any]]:
         """Every pod of the world's namespace, as Kubernetes has it."""
