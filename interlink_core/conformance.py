@@ -118,6 +118,8 @@ class Row:
     one from the verdict)."""
     checked_elsewhere: bool = False
     """The plugin's own code refuses it (with its own message): :func:`check` skips it."""
+    applies: Callable[[JSON], bool] = lambda spec: True
+    """Pod fields: whether the row is about this pod (its ``spec``) at all."""
 
     def verdict(self, column: str) -> Verdict:
         """This row's verdict in ``column``."""
@@ -196,6 +198,19 @@ def _has_capabilities(caps: Any) -> bool:
     return isinstance(caps, dict) and bool(caps.get("add") or caps.get("drop"))
 
 
+def _plain(spec: JSON) -> bool:
+    """A pod SLURM runs without the pod runner (``restartPolicy: Never``, no probe or hook)."""
+    supervised = ("startupProbe", "livenessProbe", "readinessProbe", "lifecycle")
+    return spec.get("restartPolicy") == "Never" and not any(
+        c.get(key) for _, c in _spec_containers(spec) for key in supervised
+    )
+
+
+_GRACE = {
+    "local/host": honoured("the pod runner; capped by the plugin's max_grace_seconds"),
+    "local/podman": honoured("the pod runner; capped by the plugin's max_grace_seconds"),
+    **_cells((HTCONDOR, ignored("HTCondor's own kill timeout applies on delete (condor_rm)"))),
+}
 _NODE_DNS = ignored(
     "containers use the node's resolver (its /etc/resolv.conf, as with dnsPolicy Default); "
     "use fully qualified names the node can resolve"
@@ -218,7 +233,10 @@ _SHARED_HOST = _cells(
             "runtime if the containers must see the node's"
         ),
     ),
-    ((*APPTAINER, "slurm/enroot"), honoured("the runtime keeps the node's namespace")),
+    (
+        (*APPTAINER, "slurm/enroot"),
+        honoured("the tool keeps the node's namespace (as documented; untested here)"),
+    ),
 )
 _UNSECURED = ignored(
     "no runtime here applies it; run only what you would run without it, or ask the site"
@@ -323,18 +341,26 @@ _POD_ROWS = (
         is_set=lambda v: v is not None,
     ),
     Row(
-        "`terminationGracePeriodSeconds`",
+        "`terminationGracePeriodSeconds` (a pod with probes, hooks or restarts)",
         "pod",
         "terminationGracePeriodSeconds",
-        honoured("SIGTERM, then SIGKILL after the grace period"),
-        {
-            "local/host": honoured("capped by the plugin's max_grace_seconds"),
-            "local/podman": honoured("capped by the plugin's max_grace_seconds"),
-            **_cells(
-                (HTCONDOR, ignored("HTCondor's own kill timeout applies on delete (condor_rm)"))
-            ),
-        },
+        honoured("the pod runner: SIGTERM, then SIGKILL after the grace period"),
+        _GRACE,
         is_set=_not(30),
+        applies=lambda spec: not _plain(spec),
+    ),
+    Row(
+        "`terminationGracePeriodSeconds` (`restartPolicy: Never`, no probes or hooks)",
+        "pod",
+        "terminationGracePeriodSeconds",
+        ignored(
+            "the job gets SIGTERM, then SIGKILL after SLURM's KillWait (podman: the site's "
+            "podman.stop_timeout); give the pod a probe or restartPolicy OnFailure to have "
+            "the grace period kept"
+        ),
+        _GRACE,
+        is_set=_not(30),
+        applies=_plain,
     ),
     Row(
         "`restartPolicy: OnFailure`",
@@ -655,7 +681,12 @@ _CONTAINER_ROWS = (
         "container",
         "securityContext.allowPrivilegeEscalation",
         _UNSECURED,
-        _cells((APPTAINER, honoured("Apptainer always sets no_new_privs"))),
+        _cells(
+            (
+                APPTAINER,
+                honoured("Apptainer always sets no_new_privs (as documented; untested here)"),
+            )
+        ),
         is_set=_one_of(False),
     ),
     Row(
@@ -665,7 +696,7 @@ _CONTAINER_ROWS = (
         ignored("the container's root file system is writable"),
         _cells(
             (HOST, ignored("the container runs on the node's own file system")),
-            (APPTAINER, honoured("SIF images are read-only")),
+            (APPTAINER, honoured("SIF images are read-only (as documented; untested here)")),
         ),
     ),
     Row(
@@ -792,7 +823,7 @@ def _findings(pod: JSON, row: Row) -> Iterator[tuple[str, str, Any]]:
     spec = pod.get("spec") or {}
     if row.scope == "pod":
         value = _get(spec, row.path)
-        if row.is_set(value):
+        if row.applies(spec) and row.is_set(value):
             yield f"spec.{row.path}", "", value
     elif row.scope == "volume":
         for i, vol in enumerate(spec.get("volumes") or []):

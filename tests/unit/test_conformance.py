@@ -274,3 +274,18 @@ def test_htcondor_checks_the_pod_as_sent(tmp_path: Path) -> None:
     )
     with pytest.raises(BadRequest, match=r"^spec\.resourceClaims: not supported"):
         build_submit(RetrievedPodData(pod=pod(resourceClaims=[{"name": "g"}])), cfg, d)
+
+
+def test_slurm_reports_the_grace_period_only_of_a_pod_it_runs_without_the_pod_runner() -> None:
+    main = {"name": "main", "image": "i", "command": ["x"]}
+    plain = pod([main], restartPolicy="Never", terminationGracePeriodSeconds=5)
+    assert [m for _, _, m in conformance.check(plain, "slurm", "podman")] == [
+        "spec.terminationGracePeriodSeconds: not enforced on this node (slurm, runtime podman): "
+        "the job gets SIGTERM, then SIGKILL after SLURM's KillWait (podman: the site's "
+        "podman.stop_timeout); give the pod a probe or restartPolicy OnFailure to have the "
+        "grace period kept"
+    ]
+    probed = {**main, "readinessProbe": {"exec": {"command": ["true"]}}}
+    supervised = pod([probed], restartPolicy="Never", terminationGracePeriodSeconds=5)
+    assert conformance.check(supervised, "slurm", "podman") == []
+    assert conformance.check(plain, "local", "podman") == []
