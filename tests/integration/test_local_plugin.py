@@ -594,3 +594,37 @@ def _alive(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat").read_text()
     return stat.split(")")[1].split()[0] != "Z"  # a zombie has ended
+
+
+def queued(name: str) -> Callable[[JSONd], bool]:
+    return lambda st: state_of(st, name).get("waiting", {}).get("reason") == "Queued: MaxRunning"
+
+
+async def test_pods_beyond_max_running_wait_queued_and_start_when_one_ends(
+    make_plugin: Callable[..., Plugin],
+) -> None:
+    p = make_plugin({"max_running": 1, "max_pods": 3})
+    go = p.tmp / "q-go"
+    first = make_pod("q-first", [sh("main", f"echo first; {wait_file(go)}")])
+    gone = make_pod("q-gone", [sh("main", "echo never")])
+    second = make_pod("q-second", [sh("main", "echo second")])
+    for pod in (first, gone, second):
+        await create(p, pod)
+    await wait_for(p, first, running("main"))
+    for pod in (gone, second):
+        st = await status(p, pod)
+        assert queued("main")(st), st
+        assert st["JID"].startswith("local-q-")
+        assert st.get("podIP") is None
+    refused = await p.client.post("/create", json={"pod": make_pod("q-4", [sh("main", "true")])})
+    assert refused.status_code == 503
+    assert "max_pods=3" in refused.json()["error"]
+
+    await delete(p, gone)  # a queued pod is deleted: it never runs
+    assert not (p.pods_dir / "q-gone").exists()
+    assert queued("main")(await status(p, second))
+    go.touch()
+    await wait_for(p, first, terminated("main"), timeout=30)
+    st = await wait_for(p, second, terminated("main"), timeout=30)
+    assert state_of(st, "main")["terminated"]["exitCode"] == 0
+    assert (await logs(p, second, "main")).text == "second\n"

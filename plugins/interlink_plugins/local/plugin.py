@@ -8,8 +8,15 @@ read back from the files, and the runner is found again by its pid (checked agai
 line, so a reused pid is never mistaken for it).
 
 Job ids are ``local-<runner pid>`` (pids can be reused once a pod is gone; the pod UID is the
-real key). Every pod gets a loopback address of its own from ``ip_range`` (unique among the pods
-the plugin knows), reported as the pod IP and given to the processes as ``$POD_IP``.
+real key), or ``local-q-<uid prefix>`` for a pod that had to wait in the queue. Every pod gets
+a loopback address of its own from ``ip_range`` (unique among the pods the plugin knows),
+reported as the pod IP and given to the processes as ``$POD_IP``.
+
+**The queue.** At most ``max_running`` pods run at once (default: no limit but ``max_pods``);
+the pods accepted beyond that (up to ``max_pods``) wait Pending with the ``waiting.reason``
+``Queued: MaxRunning``, as a batch system's queued job, and start in the order they came when
+a running pod ends (seen at the next status poll) or is deleted. A queued pod's directory and
+volumes are written when it is accepted; deleting it only removes them.
 
 **Volumes are exposed by path rewriting**, which needs no privileges: the processes see the
 host's file system, so every occurrence of a container's ``volumeMounts[].mountPath`` in its
@@ -99,6 +106,7 @@ log = logging.getLogger("interlink.plugin.local")
 DEFAULT_GRACE = 30.0
 KILL_MARGIN = 5.0
 LOST_EXIT_CODE = 255
+QUEUED_REASON = "Queued: MaxRunning"
 POD_DIR_ENV = "INTERLINK_POD_DIR"
 
 
@@ -118,7 +126,16 @@ class LocalConfig(PluginConfig):
         default=IPv4Network("127.1.0.0/16"),
         description="Loopback network the pod IPs are taken from (inside 127.0.0.0/8).",
     )
-    max_pods: int = Field(default=1000, ge=1, description="Pods this node accepts at once.")
+    max_pods: int = Field(
+        default=1000, ge=1, description="Pods this node accepts at once (running and queued)."
+    )
+    max_running: int | None = Field(
+        default=None,
+        ge=1,
+        description="Pods that run at once; the others accepted wait Pending, reason "
+        "'Queued: MaxRunning', and start in order as running pods end (default: no limit "
+        "but max_pods).",
+    )
     inherit_env: list[str] = Field(
         default_factory=lambda: ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR"],
         description="Variables of the plugin's environment passed on to every container "
@@ -196,6 +213,9 @@ class LocalPlugin(Plugin):
         self._recent: dict[str, tuple[int, PodStatus]] = {}
         self._inflight: dict[str, str] = {}
         self._ips: dict[str, str] = {}  # pod uid → IP of every pod the store knows
+        # the queue: uids of pods waiting for a slot, in order, and of those holding one
+        self._queue: dict[str, None] = {}
+        self._running: set[str] = set()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -207,10 +227,15 @@ class LocalPlugin(Plugin):
         records = self.store.all()
         known = {r.uid for r in records}
         self._ips = {r.uid: str(r.data.get("ip", "")) for r in records}
+        self._queue = {r.uid: None for r in records if r.data.get("queued")}
+        # a pod that ended while the plugin was down gives its slot back now: the VK does not
+        # ask again about a pod it saw end
+        self._running = {r.uid for r in records if not r.data.get("queued") and self._alive(r)}
         orphans = [d for d in root.iterdir() if d.is_dir() and d.name not in known]
         if orphans:
             await asyncio.to_thread(self._destroy, orphans, not self.settings.keep_pod_dirs)
         log.info("local plugin: %d pods tracked, %d leftovers cleared", len(known), len(orphans))
+        self._fill_slots()
 
     # --- create -----------------------------------------------------------------------------
 
@@ -228,17 +253,54 @@ class LocalPlugin(Plugin):
         self._reap()
         ip = self._allocate_ip(uid)
         pod_dir = self.settings.pods_path / uid
+        run_now = self._slot_free()
+        if run_now:  # the slot is taken now: creates in flight cannot all take the last one
+            self._running.add(uid)
         try:
             if pod_dir.exists():
                 await asyncio.to_thread(self._destroy, [pod_dir], True)
-            submitted = await asyncio.to_thread(self._start_pod, data, pod_dir, ip, notices)
+            prepared = await asyncio.to_thread(self._prepare_pod, data, pod_dir, ip, notices)
+            if run_now:
+                pid = await asyncio.to_thread(self._launch, pod_dir)
+                submitted = Submitted(job_id=f"local-{pid}", data={"pid": pid, **prepared})
+            else:  # recorded by the SDK before anything else runs: the queue may start it
+                submitted = Submitted(
+                    job_id=f"local-q-{uid[:8]}", data={"pid": 0, "queued": True, **prepared}
+                )
+                self._queue[uid] = None
             self._ips[uid] = ip
             return submitted
         except BaseException:
+            self._running.discard(uid)
             await asyncio.to_thread(shutil.rmtree, pod_dir, True)
             raise
         finally:
             self._inflight.pop(uid, None)
+
+    def _slot_free(self) -> bool:
+        """Can one more pod start now (nothing queued before it, a slot free)?"""
+        limit = self.settings.max_running
+        return not self._queue and (limit is None or len(self._running) < limit)
+
+    def _fill_slots(self) -> None:
+        """Start queued pods, oldest first, while slots are free. Runs on the event loop
+        without awaiting, so no delete or poll sees a pod half started."""
+        limit = self.settings.max_running
+        while self._queue and (limit is None or len(self._running) < limit):
+            uid = next(iter(self._queue))
+            del self._queue[uid]
+            record = self.store.get(uid)
+            if record is None:
+                continue
+            try:
+                pid = self._launch(Path(record.data["dir"]))
+            except OSError as exc:  # reported as Lost by the next poll (no runner, no done)
+                log.error("could not start queued pod %s: %s", uid, exc)
+                pid = 0
+            record.data.pop("queued", None)
+            record.data["pid"] = pid
+            self.store.put(record)
+            self._running.add(uid)
 
     def _allocate_ip(self, uid: str) -> str:
         used = set(self._ips.values()) | set(self._inflight.values())
@@ -258,9 +320,10 @@ class LocalPlugin(Plugin):
         cap = self.settings.max_grace_seconds
         return grace if cap is None else min(grace, cap)
 
-    def _start_pod(
+    def _prepare_pod(
         self, data: RetrievedPodData, pod_dir: Path, ip: str, notices: list[tuple[str, str, str]]
-    ) -> Submitted:
+    ) -> dict[str, Any]:
+        """Write the pod directory (volumes, the runner's spec); the record's data."""
         pod = data.pod
         pod_dir.parent.mkdir(parents=True, exist_ok=True)
         pod_dir.mkdir(mode=0o700)  # spec.json and volumes may hold secrets
@@ -286,6 +349,16 @@ class LocalPlugin(Plugin):
             # any more (its directory gone) or a wrapper was killed while stopping one
             body["cleanup"] = [remove_argv(self.settings.podman, names)]
         (pod_dir / "spec.json").write_text(json.dumps(body))
+        return {
+            "dir": str(pod_dir),
+            "ip": ip,
+            "init": [c["name"] for c in run["init"]],
+            "containers": [c["name"] for c in run["containers"]],
+            "images": images,
+        }
+
+    def _launch(self, pod_dir: Path) -> int:
+        """Start the runner of a prepared pod directory; its pid."""
         with open(pod_dir / "runner.log", "ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "interlink_plugins.local.runner", str(pod_dir)],
@@ -297,17 +370,7 @@ class LocalPlugin(Plugin):
                 env={k: v for k, v in os.environ.items() if k != POD_DIR_ENV},
             )
         self._children[proc.pid] = proc
-        return Submitted(
-            job_id=f"local-{proc.pid}",
-            data={
-                "pid": proc.pid,
-                "dir": str(pod_dir),
-                "ip": ip,
-                "init": [c["name"] for c in run["init"]],
-                "containers": [c["name"] for c in run["containers"]],
-                "images": images,
-            },
-        )
+        return proc.pid
 
     def _container_spec(
         self,
@@ -444,7 +507,10 @@ class LocalPlugin(Plugin):
     async def poll(self, records: list[JobRecord]) -> list[PodStatus]:
         """Statuses read from the pod directories (no process is started)."""
         self._reap()
-        return await asyncio.to_thread(lambda: [self._status(r) for r in records])
+        statuses = await asyncio.to_thread(lambda: [self._status(r) for r in records])
+        self._running.difference_update(self._final)  # ended pods give their slot back
+        self._fill_slots()
+        return statuses
 
     def _reap(self) -> None:
         """Collect the exit status of runners that ended (no zombies left behind)."""
@@ -484,6 +550,8 @@ class LocalPlugin(Plugin):
         final = self._final.get(record.uid)
         if final is not None:
             return final
+        if record.data.get("queued"):
+            return self._queued_status(record)
         pod_dir = str(record.data["dir"])
         try:  # the runner appends a byte here after every state file it writes
             version = os.stat(f"{pod_dir}/events").st_size
@@ -509,6 +577,19 @@ class LocalPlugin(Plugin):
         elif version >= 0:
             self._recent[record.uid] = (version, status)
         return status
+
+    def _queued_status(self, record: JobRecord) -> PodStatus:
+        """Every container waiting with reason ``Queued: MaxRunning`` (a message that does not
+        change while it waits: the VK patches a pod's status only when it changes)."""
+        message = (
+            f"waiting for a free slot: this node runs max_running={self.settings.max_running} "
+            "pods at once"
+        )
+
+        def container(name: str, _reason: str, _never: str) -> JSON:
+            return waiting(base_status(record, name), QUEUED_REASON, message)
+
+        return assemble_pod_status(record, container)
 
     def _forget(self, uid: str) -> None:
         """Drop the cached facts of a deleted pod."""
@@ -588,10 +669,12 @@ class LocalPlugin(Plugin):
 
     async def cancel(self, record: JobRecord, pod: JSON) -> None:
         """SIGTERM the runner (it gives the containers their grace period), SIGKILL whatever
-        is left after grace + 5 s, then remove the pod directory."""
+        is left after grace + 5 s, then remove the pod directory (only that for a queued pod);
+        a queued pod takes the slot freed."""
         pod_dir = Path(record.data["dir"])
         pid = int(record.data.get("pid", 0))
-        if self._alive(record):
+        self._queue.pop(record.uid, None)
+        if pid and self._alive(record):
             grace = self._grace(pod, delete=True)
             with contextlib.suppress(OSError):
                 (pod_dir / "grace").write_text(str(grace))
@@ -602,9 +685,14 @@ class LocalPlugin(Plugin):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
                 await self._wait_gone(record, KILL_MARGIN)
-        await asyncio.to_thread(self._destroy, [pod_dir], not self.settings.keep_pod_dirs)
+        if pid:
+            await asyncio.to_thread(self._destroy, [pod_dir], not self.settings.keep_pod_dirs)
+        elif not self.settings.keep_pod_dirs:  # a queued pod: no process ever ran in it
+            await asyncio.to_thread(shutil.rmtree, pod_dir, True)
         self._forget(record.uid)
         self._ips.pop(record.uid, None)
+        self._running.discard(record.uid)
+        self._fill_slots()
 
     async def _wait_gone(self, record: JobRecord, seconds: float) -> bool:
         """Wait (without blocking the loop) until the runner is gone; False on timeout."""
