@@ -256,7 +256,10 @@ _POD_ROWS = (
         {
             "local/host": honoured(
                 "the host's network (the pod IP is a loopback address of its own)"
-            )
+            ),
+            **_cells(
+                (PODMAN, honoured("`--network host`, the default of the site's podman.network"))
+            ),
         },
     ),
     Row("`hostPID: true`", "pod", "hostPID", _UNSECURED, _SHARED_HOST),

@@ -15,7 +15,9 @@ from interlink_core import conformance
 from interlink_core.config import build_config
 from interlink_core.errors import BadRequest
 from interlink_core.models import RetrievedPodData
+from interlink_core.store import JobRecord
 from interlink_plugins.htcondor.config import HTCondorConfig
+from interlink_plugins.htcondor.plugin import HTCondorPlugin
 from interlink_plugins.htcondor.submit import build_submit
 from interlink_plugins.local.plugin import LocalConfig, LocalPlugin
 from interlink_plugins.slurm.plugin import SlurmPluginConfig
@@ -289,3 +291,34 @@ def test_slurm_reports_the_grace_period_only_of_a_pod_it_runs_without_the_pod_ru
     supervised = pod([probed], restartPolicy="Never", terminationGracePeriodSeconds=5)
     assert conformance.check(supervised, "slurm", "podman") == []
     assert conformance.check(plain, "local", "podman") == []
+
+
+class OneJobSchedd:
+    """A schedd holding the one job submitted to it, idle."""
+
+    def submit(self, description: dict[str, str]) -> int:
+        return 7
+
+    def query(self, constraint: str, projection: list[str]) -> list[dict[str, Any]]:
+        return [{"ClusterId": 7, "ProcId": 0, "JobStatus": 1}]
+
+    def history(self, constraint: str, projection: list[str]) -> list[dict[str, Any]]:
+        return []
+
+    def remove(self, cluster_ids: list[int]) -> None:
+        pass
+
+
+def test_htcondor_sends_the_events_it_wrote_at_submit_with_the_pods_status(
+    tmp_path: Path,
+) -> None:
+    cfg = build_config(HTCondorConfig, {"state_dir": str(tmp_path / "st"), "runtime": "apptainer"})
+    plugin = HTCondorPlugin(cfg, schedd=OneJobSchedd())
+    p = pod(hostAliases=[{"ip": "10.0.0.1", "hostnames": ["db"]}])
+    done = asyncio.run(plugin.submit(RetrievedPodData(pod=p)))
+    rec = JobRecord(uid=UID, namespace="ns", name="w", job_id=done.job_id, data=done.data)
+    [status] = asyncio.run(plugin.poll([rec]))
+    assert [(e["seq"], e["reason"]) for e in status.events or []] == [(1, "FieldNotEnforced")]
+    assert (status.events or [{}])[0]["message"].startswith(
+        "spec.hostAliases: not enforced on this node (htcondor, runtime apptainer): "
+    )
