@@ -11,8 +11,10 @@ trusted: it sits in a directory only the plugin may write to).
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -22,8 +24,12 @@ SMALL = 64 * 1024
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-class UnsafePath(OSError):
-    """A path below the pod directory that is not a plain file or directory of its own."""
+class UnsafePath(FileNotFoundError):
+    """A path below the pod directory that is not a plain file reached without symlinks (for
+    a reader, as good as absent)."""
+
+
+_UNSAFE = (errno.ELOOP, errno.ENOTDIR, errno.ENXIO, errno.EISDIR)
 
 
 def _parts(rel: str | PurePosixPath) -> tuple[str, ...]:
@@ -46,6 +52,10 @@ def open_beneath(root: str | Path, rel: str | PurePosixPath, flags: int, mode: i
             fd = inner
         flags |= os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
         leaf = os.open(parts[-1], flags, mode, dir_fd=fd)
+    except OSError as exc:
+        if exc.errno in _UNSAFE:
+            raise UnsafePath(f"{rel!s}: reached through a symlink or not a file") from None
+        raise
     finally:
         os.close(fd)
     if not stat.S_ISREG(os.fstat(leaf).st_mode):
@@ -84,3 +94,22 @@ def write_text(root: str | Path, rel: str | PurePosixPath, text: str, mode: int 
     fd = open_beneath(root, rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
+
+
+@dataclass(frozen=True)
+class File:
+    """A file below a pod directory, opened as :func:`open_read` does (log readers take it
+    where they would take a :class:`~pathlib.Path`)."""
+
+    root: Path
+    rel: str
+
+    def open(self, mode: str = "rb") -> BinaryIO:
+        """The file opened for binary reading (the only mode)."""
+        if mode != "rb":
+            raise ValueError("files below a pod directory are opened with 'rb' only")
+        return open_read(self.root, self.rel)
+
+    def exists(self) -> bool:
+        """Whether it is a regular file reached without symlinks."""
+        return exists(self.root, self.rel)

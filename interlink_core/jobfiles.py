@@ -4,6 +4,8 @@ Batch backends (SLURM, HTCondor) run a wrapper script that leaves, per container
 ``<pod dir>/containers/<name>/``: ``started`` (unix time), ``exit``
 (``{"exitCode", "finishedAt"}``) and ``0.log`` (CRI log lines). This module turns those files
 into Kubernetes container states and serves the logs, so every backend reads them the same way.
+Files below a pod directory are read through :mod:`.beneath` (a tenant's job owns them: no
+symlink is followed, no FIFO blocks, no file is read without bound).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import beneath
 from .errors import BadRequest, InsufficientStorage, NotFound
 from .logs import follow_log, read_log
 from .models import JSON, LogStruct, PodStatus
@@ -66,27 +69,23 @@ def rfc3339(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def read_text(path: str | Path) -> str | None:
-    """A small file's text, or ``None`` if it is not there (yet)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except OSError:
-        return None
+def read_text(pod_dir: str | Path, rel: str) -> str | None:
+    """A small file's text below ``pod_dir``, or ``None`` if it is not there (yet)."""
+    return beneath.read_small(pod_dir, rel)
 
 
-def read_float(path: str | Path) -> float | None:
+def read_float(pod_dir: str | Path, rel: str) -> float | None:
     """A file holding one number, or ``None``."""
-    text = read_text(path)
+    text = read_text(pod_dir, rel)
     try:
         return float(text.strip()) if text else None
     except ValueError:
         return None
 
 
-def read_json(path: str | Path) -> dict[str, Any] | None:
+def read_json(pod_dir: str | Path, rel: str) -> dict[str, Any] | None:
     """A small JSON object file, or ``None`` if it is not there (yet) or not an object."""
-    text = read_text(path)
+    text = read_text(pod_dir, rel)
     try:
         value = json.loads(text) if text else None
     except ValueError:
@@ -113,10 +112,10 @@ the container (see :mod:`interlink_plugins.runtimes`)."""
 OOM_EXIT_CODE = 137
 
 
-def exit_reason(cdir: str | Path, code: int, reason: str) -> str:
+def exit_reason(pod_dir: str | Path, name: str, code: int, reason: str) -> str:
     """``OOMKilled`` for an exit 137 whose container directory holds the :data:`OOM_MARKER`,
     else ``reason``."""
-    if code == OOM_EXIT_CODE and Path(cdir, OOM_MARKER).exists():
+    if code == OOM_EXIT_CODE and beneath.exists(pod_dir, f"containers/{name}/{OOM_MARKER}"):
         return "OOMKilled"
     return reason
 
@@ -126,9 +125,9 @@ def container_files(
 ) -> tuple[float | None, JSON | None]:
     """``(started, terminated)`` from a container's files: its start time if it started, and
     its ``terminated`` state if its exit file is there."""
-    cdir = f"{record.data.get('dir', '')}/containers/{name}"
-    started = read_float(f"{cdir}/started")
-    info = read_json(f"{cdir}/exit")
+    pod_dir = str(record.data.get("dir", ""))
+    started = read_float(pod_dir, f"containers/{name}/started")
+    info = read_json(pod_dir, f"containers/{name}/exit")
     if info is None:
         return started, None
     try:
@@ -138,7 +137,7 @@ def container_files(
         return started, None
     return started, {
         "exitCode": code,
-        "reason": exit_reason(cdir, code, "Completed" if code == 0 else "Error"),
+        "reason": exit_reason(pod_dir, name, code, "Completed" if code == 0 else "Error"),
         "startedAt": rfc3339(started or finished),
         "finishedAt": rfc3339(finished),
         "containerID": container_id,
@@ -158,8 +157,8 @@ def container_logs(
         raise NotFound(f"pod {record.namespace}/{record.name} has no container named {name!r}")
     if request.Opts.Previous:
         raise BadRequest(f"container {name!r} has no previous instance: {no_restart}")
-    cdir = Path(str(record.data.get("dir", ""))) / "containers" / name
-    path = cdir / "0.log"
+    pod_dir = Path(str(record.data.get("dir", "")))
+    path = beneath.File(pod_dir, f"containers/{name}/0.log")
     if not request.Opts.Follow:
 
         async def once() -> AsyncIterator[bytes]:
@@ -168,7 +167,7 @@ def container_logs(
         return once()
 
     async def ended() -> bool:
-        return (cdir / "exit").exists() or await finished()
+        return beneath.exists(pod_dir, f"containers/{name}/exit") or await finished()
 
     return follow_log(path, request.Opts, ended)
 
@@ -211,11 +210,11 @@ def refuse_supervision(pod: JSON, why: str) -> None:
                     raise BadRequest(f"spec.{kind}[{i}].{name}: {why}")
 
 
-def apply_supervision(status: JSON, cdir: str | Path) -> JSON:
+def apply_supervision(status: JSON, pod_dir: str | Path, name: str) -> JSON:
     """Overlay what the pod runner reports for a supervised container (its ``status`` file):
     ``restartCount``, ``lastState``, ``started``, ``ready``, and while it has not ended for
     good, whether it runs or waits (postStart hook, ``CrashLoopBackOff``)."""
-    sup = read_json(f"{cdir}/status")
+    sup = read_json(pod_dir, f"containers/{name}/status")
     if sup is None:
         return status
     status["restartCount"] = int(sup.get("restartCount") or 0)
@@ -249,7 +248,7 @@ def event_lines(events: list[tuple[str, str, str]], at: float) -> str:
 def recent_events(pod_dir: str | Path, limit: int = EVENTS_SHOWN) -> list[JSON]:
     """The pod's latest ``limit`` kubelet Events (from the tail of its ``kube-events``)."""
     try:
-        with open(f"{pod_dir}/{EVENTS_FILE}", "rb") as fh:
+        with beneath.open_read(pod_dir, EVENTS_FILE) as fh:
             fh.seek(0, 2)
             size = fh.tell()
             fh.seek(max(0, size - 1500 * limit))

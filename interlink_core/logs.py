@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:  # kept light: job wrappers import this module for format_line alone
+    from .beneath import File
     from .models import ContainerLogOpts
 
 
@@ -177,7 +178,9 @@ def answer_limit(opts: ContainerLogOpts, max_bytes: int) -> int:
     return min(opts.Bytes, max_bytes) if opts.Bytes else max_bytes
 
 
-def read_log(path: Path, opts: ContainerLogOpts, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+def read_log(
+    path: Path | File, opts: ContainerLogOpts, max_bytes: int = DEFAULT_MAX_BYTES
+) -> bytes:
     """The log of one container as the user asked for it (empty if none was written yet):
     at most ``Bytes`` if given, else at most ``max_bytes``; ``Tail`` reads backwards from the
     end of the file."""
@@ -206,7 +209,7 @@ def _whole_lines_end(fh: BinaryIO) -> int:
     return 0
 
 
-def _read_at(path: Path, offset: int, size: int) -> bytes:
+def _read_at(path: Path | File, offset: int, size: int) -> bytes:
     try:
         with path.open("rb") as fh:
             fh.seek(offset)
@@ -216,7 +219,7 @@ def _read_at(path: Path, offset: int, size: int) -> bytes:
 
 
 async def follow_log(
-    path: Path,
+    path: Path | File,
     opts: ContainerLogOpts,
     finished: Callable[[], Awaitable[bool]],
     poll: float = 0.2,

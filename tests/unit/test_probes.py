@@ -165,13 +165,14 @@ def test_backends_without_a_runner_refuse_probes_naming_the_field() -> None:
 
 
 def test_status_file_overlays_a_running_container(tmp_path: Any) -> None:
-    (tmp_path / "status").write_text(
+    (tmp_path / "containers" / "c").mkdir(parents=True)
+    (tmp_path / "containers" / "c" / "status").write_text(
         '{"restartCount": 2, "started": true, "ready": false, "startedAt": 0,'
         ' "lastState": {"terminated": {"exitCode": 137, "reason": "Error",'
         ' "startedAt": 0, "finishedAt": 60}}}'
     )
     status = {"name": "c", "ready": True, "started": True, "restartCount": 0, "state": {}}
-    assert apply_supervision(status, tmp_path) == {
+    assert apply_supervision(status, tmp_path, "c") == {
         "name": "c",
         "ready": False,
         "started": True,
@@ -189,11 +190,12 @@ def test_status_file_overlays_a_running_container(tmp_path: Any) -> None:
 
 
 def test_status_file_shows_crash_loop_back_off(tmp_path: Any) -> None:
-    (tmp_path / "status").write_text(
+    (tmp_path / "containers" / "c").mkdir(parents=True)
+    (tmp_path / "containers" / "c" / "status").write_text(
         '{"restartCount": 1, "started": false, "ready": false,'
         ' "waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}'
     )
     status = {"name": "c", "state": {"running": {"startedAt": "x"}}}
-    out = apply_supervision(status, tmp_path)
+    out = apply_supervision(status, tmp_path, "c")
     assert out["state"] == {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}
     assert (out["ready"], out["started"], out["restartCount"]) == (False, False, 1)

@@ -208,8 +208,9 @@ def test_oom_marker_makes_exit_137_oomkilled(tmp_path: Path) -> None:
     assert container_files(record, "main", "x")[1]["reason"] == "Error"  # type: ignore[index]
     (cdir / "oom").write_text("")
     assert container_files(record, "main", "x")[1]["reason"] == "OOMKilled"  # type: ignore[index]
-    assert exit_reason(cdir, 1, "Error") == "Error"  # the marker counts only with exit 137
-    assert exit_reason(cdir, 137, "Killed") == "OOMKilled"
+    pod_dir = tmp_path / "pod"
+    assert exit_reason(pod_dir, "main", 1, "Error") == "Error"  # the marker counts with 137 only
+    assert exit_reason(pod_dir, "main", 137, "Killed") == "OOMKilled"
 
 
 def test_slurm_out_of_memory_job_makes_exit_137_oomkilled(tmp_path: Path) -> None:

@@ -561,7 +561,7 @@ class LocalPlugin(Plugin):
         recent = self._recent.get(record.uid)
         if alive and version >= 0 and recent is not None and recent[0] == version:
             return recent[1]
-        done = read_json(f"{pod_dir}/runner.done")
+        done = read_json(pod_dir, "runner.done")
         lost = not alive and done is None
         stopped = "not started: the pod was stopped" if done is not None else ""
 
@@ -607,12 +607,12 @@ class LocalPlugin(Plugin):
         waiting_reason: str,
         waiting_message: str = "",
     ) -> JSON:
-        cdir = f"{pod_dir}/containers/{name}"
-        exit_info = read_json(f"{cdir}/exit")
+        cdir = f"containers/{name}"
+        exit_info = read_json(pod_dir, f"{cdir}/exit")
         seen = self._started.get((record.uid, name))
         if seen is None:
-            started = read_float(f"{cdir}/started")
-            pid = read_float(f"{cdir}/pid")
+            started = read_float(pod_dir, f"{cdir}/started")
+            pid = read_float(pod_dir, f"{cdir}/pid")
             if started is not None:
                 self._started[(record.uid, name)] = (started, pid)
         else:
@@ -625,7 +625,7 @@ class LocalPlugin(Plugin):
             code = int(exit_info.get("exitCode", LOST_EXIT_CODE))
             term: JSON = {
                 "exitCode": code,
-                "reason": exit_reason(cdir, code, str(exit_info.get("reason", "Error"))),
+                "reason": exit_reason(pod_dir, name, code, str(exit_info.get("reason", "Error"))),
                 "startedAt": rfc3339(started if started is not None else finished),
                 "finishedAt": rfc3339(finished),
             }
@@ -651,7 +651,7 @@ class LocalPlugin(Plugin):
             status["ready"] = status["started"] = True
         else:
             waiting(status, waiting_reason, waiting_message)
-        return apply_supervision(status, cdir)
+        return apply_supervision(status, pod_dir, name)
 
     # --- logs -------------------------------------------------------------------------------
 
@@ -707,7 +707,7 @@ class LocalPlugin(Plugin):
         """SIGKILL every process left in these pod directories (runner first), wait until they
         are gone, remove the directories."""
         for d in pod_dirs:
-            pid = read_float(d / "runner.pid")
+            pid = read_float(d, "runner.pid")
             if pid is None:
                 continue
             with contextlib.suppress(OSError):
@@ -730,7 +730,7 @@ class LocalPlugin(Plugin):
         a container is a child of podman's conmon, so killing the pod's processes does not
         end it."""
         for d in pod_dirs:
-            spec = read_json(d / "spec.json") or {}
+            spec = read_json(d, "spec.json") or {}
             podman = spec.get("podman")
             if not isinstance(podman, dict) or not podman.get("names"):
                 continue

@@ -21,6 +21,7 @@ from typing import ClassVar, cast
 
 from pydantic import Field
 
+from interlink_core import beneath
 from interlink_core.errors import BackendUnavailable, BadRequest, ConfigError, Unsupported
 from interlink_core.jobfiles import (
     apply_supervision,
@@ -62,7 +63,7 @@ from .commands import (
     sbatch_error,
 )
 from .config import SlurmConfig
-from .orphans import orphan_job, remember
+from .orphans import forget, orphan_job, remember
 from .scratch import ContainerReport, LogDemux, decode_comment, reported_state
 from .script import build_job, record_data
 from .tenancy import (
@@ -175,7 +176,7 @@ class SlurmPlugin(Plugin):
             check_choices(data.pod, settings, str(tenant), found)
             account = unix_account(found)
         uid = checked_uid(data.pod)
-        adopted = await orphan_job(settings.squeue, settings.jobs_path / uid)
+        adopted = await orphan_job(settings.squeue, settings.state_path, settings.jobs_path / uid)
         if adopted is not None:  # submitted by a create the plugin was killed in
             return adopted
         async with new_pod_dir(settings.jobs_path, uid) as pod_dir:
@@ -187,7 +188,7 @@ class SlurmPlugin(Plugin):
             recorded = record_data(plan, pod_dir)
             if account is not None:
                 recorded["tenant"], recorded["user"] = tenant, account.user
-            await asyncio.to_thread(remember, pod_dir, recorded)
+            await asyncio.to_thread(remember, settings.state_path, uid, recorded)
             argv = [settings.sbatch, "--parsable", *plan.options, str(pod_dir / "job.sh")]
             if account is not None:
                 await self._hand_over(pod_dir, account)
@@ -195,6 +196,7 @@ class SlurmPlugin(Plugin):
             self.calls.sbatch += 1
             rc, out, err = await run(argv)
             if rc != 0:
+                forget(settings.state_path, uid)
                 raise sbatch_error(err)
             job_id = parse_sbatch(out)
         return Submitted(job_id=job_id, data=recorded)
@@ -253,6 +255,7 @@ class SlurmPlugin(Plugin):
             await asyncio.to_thread(shutil.rmtree, record.data.get("dir", ""), True)
             for name in (record.data.get("scratch") or {}).values():
                 await asyncio.to_thread(Path(name).unlink, True)
+        forget(self.settings.state_path, record.uid)
         self._final.pop(record.uid, None)
         self._ended.pop(record.job_id, None)
         self._comments.pop(record.job_id, None)
@@ -268,7 +271,8 @@ class SlurmPlugin(Plugin):
         grace = spec.get("terminationGracePeriodSeconds") if grace is None else grace
         grace = 30.0 if grace is None else max(0.0, float(grace))
         pod_dir = Path(str(record.data.get("dir", "")))
-        await asyncio.to_thread((pod_dir / "grace").write_text, str(grace))
+        # the tenant's job owns the directory: no symlink there is followed; its runner reads it
+        await asyncio.to_thread(beneath.write_text, pod_dir, "grace", str(grace), 0o644)
         self.calls.scancel += 1
         argv = cancel_argv(self.settings, self._account(record), [self.settings.scancel])
         rc, _, _ = await run([*argv, "--batch", "--signal=TERM", record.job_id])
@@ -433,7 +437,7 @@ class SlurmPlugin(Plugin):
         """What the pod runner reports for the container, for jobs that run it."""
         if not record.data.get("runner"):
             return status
-        return apply_supervision(status, f"{record.data.get('dir', '')}/containers/{name}")
+        return apply_supervision(status, str(record.data.get("dir", "")), name)
 
     def _reports(
         self, record: JobRecord, job: JobState | None
