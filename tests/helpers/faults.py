@@ -21,7 +21,7 @@ from interlink_vk.config import VK_TAINT_KEY
 from tests.helpers.k8s import K8sInfo, kubectl
 from tests.helpers.vk import approve_csr, start_vk_process
 from tests.helpers.vk_world import TOKEN, World
-from tests.helpers.world import free_port, start_api, start_plugin, until
+from tests.helpers.world import free_port, start_api, start_plugin, stop, until
 
 SLURMCTLD_PID = Path("/run/slurmctld.pid")
 SLURMCTLD = "/usr/sbin/slurmctld"  # what tests/world/slurm-up starts it with
@@ -89,6 +89,24 @@ class FaultWorld(World):
             self.plugin = start_plugin(self.root / "plugin", "slurm", config)
         else:
             raise ValueError(f"unknown part {part!r}")
+
+    def stop(self) -> None:
+        """:meth:`World.stop`; a control plane too loaded to answer in time (kubectl timing
+        out) still gets every process of the world stopped."""
+        try:
+            super().stop()
+        except subprocess.TimeoutExpired as exc:
+            print(f"cleanup: {exc}")
+            for svc in (
+                self.vk,
+                self.api.proc if self.api else None,
+                self.plugin.proc if self.plugin else None,
+            ):
+                if svc is not None:
+                    stop(svc)
+            for what in (("namespace", self.ns), ("node", self.node)):
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    kubectl(self.k8s, "delete", *what, "--wait=false", timeout=120)
 
     def manifest(self, name: str, script: str) -> dict[str, Any]:
         """A pod for this virtual node: one container running ``sh -c script``."""
