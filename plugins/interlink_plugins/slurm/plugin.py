@@ -224,6 +224,12 @@ class SlurmPlugin(Plugin):
                 "volumes of running jobs (their files were unpacked on the compute node); "
                 "service-account tokens expire at their expirationSeconds"
             )
+        if record.data.get("tenant"):
+            raise Unsupported(
+                "the pod's directory belongs to its tenant's Unix user, and the plugin does not "
+                "write into it once the job runs; service-account tokens expire at their "
+                "expirationSeconds"
+            )
         volumes = self.settings.jobs_path / record.uid / "volumes"
         await asyncio.to_thread(materialize_volumes, data, volumes)
 
