@@ -150,6 +150,13 @@ class SlurmPlugin(Plugin):
             missing = self.tenants.unix_problems()
             if missing:
                 raise ConfigError("tenant map: " + "; ".join(missing))
+            if not self.settings.shared_filesystem:
+                raise ConfigError(
+                    "tenants_file with shared_filesystem: false is not supported: the plugin "
+                    "would copy each job's output, written as the tenant's user, into files as "
+                    "root; use a shared filesystem for a multi-tenant site, or one plugin per "
+                    "tenant running as that tenant's user"
+                )
             check_work_dir(self.settings)
 
     async def start(self) -> None:
