@@ -16,9 +16,12 @@ import yaml
 from interlink_core.auth import AuthConfig, Authenticator, Identity
 from interlink_core.doctor import Report, check_tenants
 from interlink_core.errors import BadRequest, ConfigError, Forbidden
+from interlink_core.models import RetrievedPodData
 from interlink_core.store import JobStore
 from interlink_core.tenancy import TenantRegistry
 from interlink_core.tenants import TenantMap, UnixAccount, load_tenants
+from interlink_plugins.htcondor.config import HTCondorConfig
+from interlink_plugins.htcondor.submit import build_submit
 from interlink_plugins.slurm.config import DEFAULT_ALLOWED_FLAGS, SlurmConfig
 from interlink_plugins.slurm.tenancy import (
     cancel_argv,
@@ -261,3 +264,30 @@ def test_state_files_are_the_owners_only(tmp_path: Path) -> None:
     finally:
         store.close()
         registry.close()
+
+
+# --- HTCondor ---------------------------------------------------------------------------------
+
+
+def test_htcondor_jobs_carry_the_tenants_accounting_group(tmp_path: Path) -> None:
+    tenants = tenant_map(
+        physics={"unix_user": "af-physics", "htcondor_accounting_group": "group_physics.af"},
+        plain={"unix_user": "af-plain"},
+        bad={"unix_user": "af-bad", "htcondor_accounting_group": "x\nqueue 100"},
+    )
+    p = pod()
+    p["spec"]["containers"] = [{"name": "c", "image": "i", "command": ["true"]}]
+    request = RetrievedPodData.model_validate({"pod": p, "container": []})
+    settings = HTCondorConfig(state_dir=tmp_path / "st", runtime="host")
+
+    def description(tenant: str | None) -> dict[str, str]:
+        found = tenants.tenants[tenant] if tenant else None
+        _, _, desc = build_submit(request, settings, tmp_path / "pod", found)
+        return desc
+
+    assert description("physics")["accounting_group"] == "group_physics.af"
+    assert description("physics")["accounting_group_user"] == "af-physics"
+    assert "accounting_group" not in description("plain")
+    assert "accounting_group" not in description(None)
+    with pytest.raises(BadRequest, match="htcondor_accounting_group 'x\\\\nqueue 100'"):
+        description("bad")

@@ -64,6 +64,11 @@ class HTCondorConfig(PluginConfig):
         "`requirements`).",
     )
     keep_work_dirs: bool = False
+    tenants_file: Path | None = Field(
+        default=None,
+        description="The site's tenant map (docs/tenants.md): each tenant's jobs carry its "
+        "htcondor_accounting_group.",
+    )
     remove_timeout: float = Field(
         default=60.0, ge=0, description="How long delete waits for a removed job to leave."
     )

@@ -40,6 +40,7 @@ from interlink_core.models import (
 from interlink_core.podspec import checked_uid
 from interlink_core.sdk import Plugin, PluginConfig, Submitted
 from interlink_core.store import JobRecord
+from interlink_core.tenants import load_tenants
 from interlink_plugins.slurm.script import record_data
 
 from .config import HTCondorConfig
@@ -86,6 +87,7 @@ class HTCondorPlugin(Plugin):
         self._final: dict[str, PodStatus] = {}
         self._ended: dict[int, Ad] = {}
         self._notices: dict[str, list[JSON]] = {}  # pod UID: Events the plugin wrote at submit
+        self.tenants = load_tenants(self.settings.tenants_file)
 
     @property
     def schedd(self) -> Schedd:
@@ -102,8 +104,17 @@ class HTCondorPlugin(Plugin):
 
     async def submit(self, data: RetrievedPodData) -> Submitted:
         """Write the pod's files and submit description, then submit it."""
+        return await self.submit_for(data, None)
+
+    async def submit_for(self, data: RetrievedPodData, tenant: str | None) -> Submitted:
+        """:meth:`submit` with the tenant's accounting group (with a tenant map)."""
+        found = None
+        if self.tenants is not None:
+            found = self.tenants.get(tenant or "", "the plugin's tenants_file")
         async with new_pod_dir(self.settings.jobs_path, checked_uid(data.pod)) as pod_dir:
-            plan, files, desc = await asyncio.to_thread(build_submit, data, self.settings, pod_dir)
+            plan, files, desc = await asyncio.to_thread(
+                build_submit, data, self.settings, pod_dir, found
+            )
             await asyncio.to_thread(write_job_files, pod_dir, files, ("job.sh", "launch.sh"))
             if self.settings.transfer:
                 desc["transfer_input_files"] = transfer_inputs(pod_dir)

@@ -22,6 +22,7 @@ from interlink_core.errors import BadRequest
 from interlink_core.jobfiles import refuse_supervision
 from interlink_core.models import JSON, RetrievedPodData
 from interlink_core.podspec import checked_uid, pod_containers
+from interlink_core.tenants import Tenant
 from interlink_plugins.slurm.config import SlurmConfig
 from interlink_plugins.slurm.script import GPU, JobPlan, _job_name, build_job, effective
 
@@ -189,12 +190,30 @@ def _script(
     return plan, files
 
 
+def accounting(tenant: Tenant | None) -> dict[str, str]:
+    """A tenant's ``accounting_group`` (and its Unix user as ``accounting_group_user``) for
+    the submit description; nothing without a tenant or a group."""
+    if tenant is None or not tenant.htcondor_accounting_group:
+        return {}
+    group = tenant.htcondor_accounting_group
+    if not _ACCOUNTING.match(group):
+        raise BadRequest(
+            f"htcondor_accounting_group {group!r} of the tenant map is not usable in a submit "
+            "description (letters, digits and '._-' only)"
+        )
+    return {"accounting_group": group, "accounting_group_user": tenant.unix_user}
+
+
+_ACCOUNTING = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+
+
 def build_submit(
-    data: RetrievedPodData, cfg: HTCondorConfig, pod_dir: Path
+    data: RetrievedPodData, cfg: HTCondorConfig, pod_dir: Path, tenant: Tenant | None = None
 ) -> tuple[JobPlan, dict[str, str], dict[str, str]]:
     """The job plan (script), the files to write in ``pod_dir`` (relative path → content,
     ``job.sh`` included) and the submit description (without ``transfer_input_files``, which
-    :func:`transfer_inputs` fills in once the files are written)."""
+    :func:`transfer_inputs` fills in once the files are written). A ``tenant`` of the tenant
+    map adds its accounting group."""
     pod = data.pod
     uid = checked_uid(pod)
     meta = pod.get("metadata") or {}
@@ -211,6 +230,7 @@ def build_submit(
         "+InterLinkPodUID": f'"{uid}"',
     }
     desc.update(resource_requests(containers))
+    desc.update(accounting(tenant))
     requirements = [r for r in [cfg.requirements] if r]
     if REQUIREMENTS_ANNOTATION in annotations:
         requirements.append(
