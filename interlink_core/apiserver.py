@@ -482,7 +482,7 @@ async def create(
             edge.plugin.create(data, session=request.state.session, headers=plugin_headers(who)),
         )
     except RemoteError as exc:
-        if 400 <= exc.status_code < 500:  # refused: nothing was submitted, nothing to own
+        if exc.status_code >= 400 and is_final(exc.status_code):  # nothing was submitted
             edge.registry.release(uid)
         raise
     edge.registry.set_job(uid, answer.PodJID)
