@@ -68,7 +68,7 @@ from .models import (
 from .podspec import object_refs
 from .serve import Listen, run
 from .tenancy import TenantRegistry
-from .tenants import load_tenants
+from .tenants import load_tenants, pod_cpus
 from .tlsfiles import ca_problem, cert_pair_problem, file_problem, problems
 
 log = logging.getLogger("interlink.api")
@@ -471,7 +471,9 @@ async def create(
     """Create one pod on the remote side (idempotent per pod UID)."""
     check_pod_names(body.pod)
     namespace, name, uid = pod_meta(body.pod)
-    owned = edge.registry.claim(uid, who.tenant, namespace, name)
+    tenants = edge.auth.tenants
+    quota = tenants.quota_of(who.tenant) if tenants is not None else None
+    owned = edge.registry.claim(uid, who.tenant, namespace, name, pod_cpus(body.pod), quota)
     if owned.job_id:
         return JSONResponse(dump(CreateStruct(PodUID=uid, PodJID=owned.job_id)))
     data = retrieved_pod_data(body)

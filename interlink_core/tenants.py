@@ -17,7 +17,9 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from .config import StrictModel, load_config
-from .errors import Forbidden
+from .errors import Forbidden, InterLinkError
+from .models import JSON
+from .podspec import parse_quantity
 
 TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
 UNIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\$?$")
@@ -72,6 +74,51 @@ class Quota(StrictModel):
     max_cpus: float | None = Field(
         default=None, ge=0, description="CPUs at once (the pods' effective CPU requests/limits)."
     )
+
+
+class QuotaExceeded(InterLinkError):
+    """A tenant holds as much as its quota allows (429; the pod is not created)."""
+
+    status_code = 429
+
+
+def check_quota(name: str, quota: Quota, pods: int, cpus: float, pod_cpus: float) -> None:
+    """Refuse one more pod (of ``pod_cpus`` CPUs) for a tenant holding ``pods`` pods and
+    ``cpus`` CPUs when it would exceed its quota; the message names the key and its value."""
+    if quota.max_pods is not None and pods + 1 > quota.max_pods:
+        raise QuotaExceeded(
+            f"tenant {name!r} already holds {pods} pods, its quota "
+            f"(tenants.{name}.quota.max_pods) is {quota.max_pods}: delete pods or ask the "
+            "site admin to raise it"
+        )
+    if quota.max_cpus is not None and cpus + pod_cpus > quota.max_cpus:
+        raise QuotaExceeded(
+            f"tenant {name!r} holds {cpus:g} CPUs and this pod asks for {pod_cpus:g}, over its "
+            f"quota (tenants.{name}.quota.max_cpus) of {quota.max_cpus:g}: delete pods or ask "
+            "the site admin to raise it"
+        )
+
+
+def pod_cpus(pod: JSON) -> float:
+    """The CPUs a pod holds, by Kubernetes' rule: the larger of its largest init container and
+    the sum of its containers (limits, else requests); a bad quantity counts as 0 here (the
+    plugin refuses it, naming the field)."""
+
+    def cpu(c: JSON) -> float:
+        res = c.get("resources") or {}
+        for kind in ("limits", "requests"):
+            value = (res.get(kind) or {}).get("cpu")
+            if value is not None:
+                try:
+                    return float(parse_quantity(value))
+                except (ValueError, ArithmeticError, InterLinkError):
+                    return 0.0
+        return 0.0
+
+    spec = pod.get("spec") or {}
+    main = sum(cpu(c) for c in spec.get("containers") or [] if isinstance(c, dict))
+    init = [cpu(c) for c in spec.get("initContainers") or [] if isinstance(c, dict)]
+    return max([main, *init])
 
 
 class Tenant(StrictModel):
@@ -162,6 +209,11 @@ class TenantMap(StrictModel):
             )
         return tenant
 
+    def quota_of(self, name: str) -> Quota | None:
+        """The quota of a tenant of the map (``None`` for a name it does not have)."""
+        tenant = self.tenants.get(name)
+        return tenant.quota if tenant is not None else None
+
     def unix_problems(self) -> list[str]:
         """Unix users and groups of the map that do not exist here, one line each."""
         found = []
@@ -204,10 +256,13 @@ __all__ = [
     "MTLS_PREFIX",
     "Identities",
     "Quota",
+    "QuotaExceeded",
     "SlurmPolicy",
     "Tenant",
     "TenantMap",
     "UnixAccount",
+    "check_quota",
     "load_tenants",
+    "pod_cpus",
     "unix_account",
 ]

@@ -55,6 +55,7 @@ TENANTS = {
             "unix_user": "il-tenant-b",
             "identities": {"oidc": ["vk-cluster-b"]},
             "slurm": {"accounts": ["af-b"]},
+            "quota": {"max_cpus": 4},
         },
     }
 }
@@ -242,6 +243,20 @@ async def test_a_caller_the_map_does_not_list_is_refused(site: Site, issuer: Iss
     assert refused.value.status_code == 403
     assert "oidc caller 'stranger' is not a tenant of this site" in refused.value.message
     assert "tenants.<name>.identities (oidc: [...])" in refused.value.message
+
+
+async def test_a_pod_over_the_tenants_cpu_quota_is_refused(
+    site: Site, vk_b: InterLinkClient
+) -> None:
+    pod = shell_pod("big", "true")
+    pod["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "8"}}
+    with pytest.raises(RemoteError) as refused:
+        await vk_b.create(PodCreateRequests(pod=pod))
+    assert refused.value.status_code == 429
+    assert refused.value.message == (
+        "tenant 'cluster-b' holds 0 CPUs and this pod asks for 8, over its quota "
+        "(tenants.cluster-b.quota.max_cpus) of 4: delete pods or ask the site admin to raise it"
+    )
 
 
 def test_the_world_script_is_idempotent() -> None:

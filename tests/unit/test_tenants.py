@@ -5,6 +5,7 @@ not run: sudo is not installed here)."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import tempfile
 from pathlib import Path
@@ -19,7 +20,14 @@ from interlink_core.errors import BadRequest, ConfigError, Forbidden
 from interlink_core.models import RetrievedPodData
 from interlink_core.store import JobStore
 from interlink_core.tenancy import TenantRegistry
-from interlink_core.tenants import TenantMap, UnixAccount, load_tenants
+from interlink_core.tenants import (
+    Quota,
+    QuotaExceeded,
+    TenantMap,
+    UnixAccount,
+    load_tenants,
+    pod_cpus,
+)
 from interlink_plugins.htcondor.config import HTCondorConfig
 from interlink_plugins.htcondor.submit import build_submit
 from interlink_plugins.slurm.config import DEFAULT_ALLOWED_FLAGS, SlurmConfig
@@ -291,3 +299,74 @@ def test_htcondor_jobs_carry_the_tenants_accounting_group(tmp_path: Path) -> Non
     assert "accounting_group" not in description(None)
     with pytest.raises(BadRequest, match="htcondor_accounting_group 'x\\\\nqueue 100'"):
         description("bad")
+
+
+# --- quota at the API server ----------------------------------------------------------------
+
+
+def test_pod_cpus_follow_kubernetes_rule() -> None:
+    p: dict[str, Any] = {
+        "spec": {
+            "initContainers": [{"resources": {"requests": {"cpu": "3"}}}],
+            "containers": [
+                {"resources": {"limits": {"cpu": "500m"}, "requests": {"cpu": "100m"}}},
+                {"resources": {"requests": {"cpu": "1"}}},
+                {},
+            ],
+        }
+    }
+    assert pod_cpus(p) == 3.0
+    p["spec"]["initContainers"] = []
+    assert pod_cpus(p) == 1.5
+    assert pod_cpus({"spec": {"containers": [{"resources": {"limits": {"cpu": "x"}}}]}}) == 0.0
+
+
+def test_quota_counts_pods_and_cpus_until_they_are_released(tmp_path: Path) -> None:
+    registry = TenantRegistry(tmp_path / "tenants.sqlite")
+    quota = Quota(max_pods=2, max_cpus=3)
+    try:
+        registry.claim("u1", "a", "ns", "p1", 2.0, quota)
+        registry.claim("u1", "a", "ns", "p1", 2.0, quota)  # the same pod again: not counted
+        registry.claim("u9", "b", "ns", "p9", 2.0, quota)  # another tenant: its own count
+        with pytest.raises(QuotaExceeded) as err:
+            registry.claim("u2", "a", "ns", "p2", 1.5, quota)
+        assert err.value.status_code == 429
+        assert err.value.message == (
+            "tenant 'a' holds 2 CPUs and this pod asks for 1.5, over its quota "
+            "(tenants.a.quota.max_cpus) of 3: delete pods or ask the site admin to raise it"
+        )
+        registry.claim("u2", "a", "ns", "p2", 1.0, quota)
+        with pytest.raises(QuotaExceeded) as err:
+            registry.claim("u3", "a", "ns", "p3", 0.0, quota)
+        assert err.value.message.startswith(
+            "tenant 'a' already holds 2 pods, its quota (tenants.a.quota.max_pods) is 2"
+        )
+        assert registry.lookup(["u3"]) == {}  # a refused create leaves no row
+        registry.release("u1")
+        assert registry.held("a") == (1, 1.0)
+        registry.claim("u3", "a", "ns", "p3", 0.0, quota)
+    finally:
+        registry.close()
+    reopened = TenantRegistry(tmp_path / "tenants.sqlite")  # the counts survive a restart
+    try:
+        assert reopened.held("a") == (2, 1.0)
+    finally:
+        reopened.close()
+
+
+def test_a_registry_from_before_quotas_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE owners (uid TEXT PRIMARY KEY, tenant TEXT NOT NULL, namespace TEXT NOT "
+        "NULL, name TEXT NOT NULL, job_id TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL);"
+        "INSERT INTO owners VALUES ('u1', 'alice', 'ns', 'p', '17', 0);"
+    )
+    db.commit()
+    db.close()
+    registry = TenantRegistry(path)
+    try:
+        assert registry.lookup(["u1"])["u1"].job_id == "17"
+        assert registry.held("alice") == (1, 0.0)
+    finally:
+        registry.close()
