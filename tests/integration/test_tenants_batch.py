@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pwd
 import shlex
+import shutil
 import stat
 import subprocess
 import tempfile
@@ -112,6 +113,7 @@ def site(
     finally:
         api.stop()
         plugin.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def client(site: Site, issuer: Issuer, client_id: str) -> InterLinkClient:
