@@ -155,3 +155,16 @@ async def test_a_pod_deleted_before_the_loop_took_it_is_not_submitted() -> None:
         assert "a" not in edge.created
     finally:
         task.cancel()
+
+
+def test_the_pending_cycle_leaves_long_queued_pods_to_the_full_cycle() -> None:
+    config = VKConfig(node_name="vn", edge={"url": "http://edge", "token": "t"})
+    assert config.pending_status_seconds == 120
+    vk = PodController(FakeKube(), config, FakeEdge(), VKMetrics())  # type: ignore[arg-type]
+    for uid, created in (("new", "2999-01-01T00:00:00Z"), ("queued", "2026-01-01T00:00:00Z")):
+        p = pod(uid)
+        p["metadata"]["creationTimestamp"] = created
+        p["metadata"]["annotations"] = {"interlink.eu/job-id": f"job-{uid}"}
+        vk._pods[uid] = p
+    assert [p["metadata"]["uid"] for p in vk.pending()] == ["new"]
+    assert {p["metadata"]["uid"] for p in vk.tracked()} == {"new", "queued"}

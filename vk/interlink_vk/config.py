@@ -141,6 +141,13 @@ class VKConfig(StrictModel):
         gt=0,
         description="One status call for the pods not Running yet this often (while any).",
     )
+    pending_status_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        description="How long after its creation a pod not Running yet is asked about every "
+        "pending_status_interval_seconds; afterwards (a job waiting in the batch queue) only "
+        "in the full cycle.",
+    )
     fresh_status_interval_seconds: float = Field(
         default=0.1,
         gt=0,

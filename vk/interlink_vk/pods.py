@@ -41,7 +41,7 @@ from typing import Any
 
 from interlink_core.client import InterLinkClient, RemoteError
 from interlink_core.errors import InterLinkError, is_final
-from interlink_core.kube import job_id
+from interlink_core.kube import job_id, parse_time
 from interlink_core.models import JSON, PodCreateRequests, PodStatus
 from interlink_core.podspec import field_value, object_refs
 
@@ -70,6 +70,15 @@ def _slim(pod: JSON) -> JSON:
     VK or the edge): less memory held, smaller status calls."""
     pod["metadata"].pop("managedFields", None)
     return pod
+
+
+def _created(pod: JSON) -> float:
+    """The pod's creation time (unix seconds; 0 if unknown)."""
+    stamp = pod["metadata"].get("creationTimestamp")
+    try:
+        return parse_time(stamp).timestamp() if stamp else 0.0
+    except ValueError:
+        return 0.0
 
 
 def _unknown_at_edge(exc: InterLinkError) -> bool:
@@ -157,8 +166,12 @@ class PodController:
         ]
 
     def pending(self) -> list[JSON]:
-        """Tracked pods that are not Running yet."""
-        return [p for p in self.tracked() if _phase(p) != "Running"]
+        """Tracked pods that are not Running yet and were created less than
+        ``pending_status_seconds`` ago: the ones the pending cycle asks about. Older ones (jobs
+        that wait in a batch queue) wait for the full cycle, so a queue of thousands does not
+        travel to the edge twice a second."""
+        horizon = time.time() - self.config.pending_status_seconds
+        return [p for p in self.tracked() if _phase(p) != "Running" and _created(p) > horizon]
 
     def hurry(self) -> bool:
         """Whether the fast (pending) cycle should run: a pod waits to run or to be deleted."""
