@@ -347,10 +347,7 @@ def main() -> None:
         for n, s in result["status_calls_by_tracked_pods"].items()
     }
     print(table(result))
-    dest = REPO / "bench" / "out" / args.out
-    dest.parent.mkdir(exist_ok=True)
-    dest.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {dest}")
+    machine.save(result, args.out)
 
 
 if __name__ == "__main__":

@@ -312,10 +312,7 @@ def main() -> None:
     }
     result["ratios"][f"VK RSS at {max(args.scale)} pods / 300 MB"] = top["rss_mb"]["vk"] / 300
     print(table(result))
-    dest = REPO / "bench" / "out" / args.out
-    dest.parent.mkdir(exist_ok=True)
-    dest.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {dest}")
+    machine.save(result, args.out)
 
 
 if __name__ == "__main__":

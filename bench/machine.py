@@ -8,9 +8,11 @@ number of cores and the load average around it. Each script also stores its head
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -42,3 +44,12 @@ def finish(before: dict[str, Any]) -> dict[str, Any]:
     after = snapshot()
     print(f"machine after the run: {describe(after)}", flush=True)
     return {"host": platform.node(), "cores": before["cores"], "start": before, "end": after}
+
+
+def save(result: dict[str, Any], name: str) -> Path:
+    """Write a run's JSON to ``bench/out/<name>`` and say where."""
+    dest = Path(__file__).resolve().parent / "out" / name
+    dest.parent.mkdir(exist_ok=True)
+    dest.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {dest}")
+    return dest
