@@ -32,7 +32,7 @@ import machine  # noqa: E402
 from bench_slurm_latency import POLL, gone, write_table  # noqa: E402
 from percentiles import summary_ms  # noqa: E402
 
-from interlink_core.names import JOB_ID_ANNOTATION, VK_TAINT_KEY  # noqa: E402
+from interlink_core.names import JOB_ID_ANNOTATION  # noqa: E402
 from tests.helpers.k8s import ensure_k8s  # noqa: E402
 from tests.helpers.slurm import ensure_slurm  # noqa: E402
 from tests.helpers.vk_world import World  # noqa: E402
@@ -69,19 +69,7 @@ async def raw_once(tmp: Path, partition: str) -> float:
 
 async def pod_once(api: Any, world: World) -> float:
     name = f"lat-{uuid.uuid4().hex[:8]}"
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": world.ns},
-        "spec": {
-            "nodeSelector": {"kubernetes.io/hostname": world.node},
-            "tolerations": [{"key": VK_TAINT_KEY, "operator": "Exists"}],
-            "automountServiceAccountToken": False,
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "main", "image": "none", "command": ["sleep", "30"]}],
-        },
-    }
+    pod = world.manifest(name, ["sleep", "30"], automountServiceAccountToken=False)
     running = asyncio.Event()
     job = ""
 

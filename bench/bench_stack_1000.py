@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 import kr8s.asyncio  # noqa: E402
 import machine  # noqa: E402  (bench/, next to this script)
 
-from interlink_core.names import JOB_ID_ANNOTATION, VK_TAINT_KEY  # noqa: E402
+from interlink_core.names import JOB_ID_ANNOTATION  # noqa: E402
 from interlink_vk.kube import Kube  # noqa: E402
 from tests.helpers.k8s import ensure_k8s  # noqa: E402
 from tests.helpers.slurm import ensure_slurm  # noqa: E402
@@ -121,26 +121,9 @@ async def stack_side(world: World, kube: Kube, n: int, life: int) -> dict[str, A
     sem = asyncio.Semaphore(CONCURRENCY)
 
     def manifest(name: str) -> dict[str, Any]:
-        return {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "namespace": world.ns},
-            "spec": {
-                "nodeSelector": {"kubernetes.io/hostname": world.node},
-                "tolerations": [{"key": VK_TAINT_KEY, "operator": "Exists"}],
-                "automountServiceAccountToken": False,
-                "restartPolicy": "Never",
-                "terminationGracePeriodSeconds": 1,
-                "containers": [
-                    {
-                        "name": "main",
-                        "image": "none",
-                        "command": ["sleep", str(life)],
-                        "resources": {"requests": RESOURCES},
-                    }
-                ],
-            },
-        }
+        pod = world.manifest(name, ["sleep", str(life)], automountServiceAccountToken=False)
+        pod["spec"]["containers"][0]["resources"] = {"requests": RESOURCES}
+        return pod
 
     async def watch() -> None:
         while True:

@@ -39,11 +39,11 @@ async def test_a_full_disk_fails_new_pods_clearly_and_keeps_tracking_the_others(
     world: FaultWorld, tmp_path: Path
 ) -> None:
     go = tmp_path / "go"
-    world.create(world.manifest("before", f"while [ ! -e {go} ]; do sleep 0.2; done; echo done"))
+    world.create(world.shell("before", f"while [ ! -e {go} ]; do sleep 0.2; done; echo done"))
     await world.pod_when("before", "Running")
 
     filler = fill(world.jobs_dir)
-    world.create(world.manifest("full", "echo never"))
+    world.create(world.shell("full", "echo never"))
     failed = await world.pod_when("full", "Failed")
     assert failed["status"]["reason"] == "ProviderFailed"
     message = failed["status"]["message"]
@@ -66,6 +66,6 @@ async def test_a_full_disk_fails_new_pods_clearly_and_keeps_tracking_the_others(
     assert exit_code(done) == 0
 
     filler.unlink()
-    world.create(world.manifest("after", "exit 0"))
+    world.create(world.shell("after", "exit 0"))
     after = await world.pod_when("after", "Succeeded")
     assert exit_code(after) == 0

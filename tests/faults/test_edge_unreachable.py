@@ -51,7 +51,7 @@ async def test_edge_unreachable_for_60_s_loses_nothing_and_recovers(
     world: FaultWorld, tmp_path: Path
 ) -> None:
     go = tmp_path / "go"
-    world.create(world.manifest("running", f"while [ ! -e {go} ]; do sleep 0.2; done; exit 3"))
+    world.create(world.shell("running", f"while [ ! -e {go} ]; do sleep 0.2; done; exit 3"))
     await world.pod_when("running", "Running")
     condition = world.node_condition("InterLinkConnectivity")
     assert condition["status"] == "True", condition
@@ -68,7 +68,7 @@ async def test_edge_unreachable_for_60_s_loses_nothing_and_recovers(
         assert ready["status"] == "False", ready
         assert "unreachable" in ready["message"], ready
         go.touch()  # the running pod's job ends while nobody can see it
-        world.create(world.manifest("queued", "exit 0"))  # a pod created during the outage
+        world.create(world.shell("queued", "exit 0"))  # a pod created during the outage
         # the outage lasts its full 60 s (this is the fault, not a wait for a condition)
         await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - cut)))
         during = {p["metadata"]["name"]: p["status"].get("phase") for p in world.pods()}
@@ -85,6 +85,6 @@ async def test_edge_unreachable_for_60_s_loses_nothing_and_recovers(
     assert ended["status"].get("reason") != "ProviderLost", ended["status"]
     queued = await world.pod_when("queued", "Succeeded", timeout=RECOVERY_SECONDS)
     assert exit_code(queued) == 0
-    world.create(world.manifest("after", "exit 0"))
+    world.create(world.shell("after", "exit 0"))
     after = await world.pod_when("after", "Succeeded", timeout=RECOVERY_SECONDS)
     assert exit_code(after) == 0

@@ -83,7 +83,7 @@ async def test_issuer_down_valid_tokens_work_expired_ones_get_401_and_all_recove
     stop(issuer.proc, 9)
 
     # its tokens still valid: the API server checks them with the keys it cached
-    world.create(world.manifest("while-valid", "exit 0"))
+    world.create(world.shell("while-valid", "exit 0"))
     done = await world.pod_when("while-valid", "Succeeded", timeout=45)
     assert exit_code(done) == 0
     assert connectivity(world, "True"), world.node_condition("InterLinkConnectivity")
@@ -109,7 +109,7 @@ async def test_issuer_down_valid_tokens_work_expired_ones_get_401_and_all_recove
     )
     assert down["reason"] == "EdgeUnreachable", down
     assert issuer.url in down["message"], down  # names the issuer it cannot reach
-    world.create(world.manifest("while-down", "exit 0"))
+    world.create(world.shell("while-down", "exit 0"))
 
     # the issuer is back (same keys, port and certificate): no restart of anything else
     back = start_issuer_process(Path(issuer.info["config_dir"]).parent, again=True)
@@ -122,6 +122,6 @@ async def test_issuer_down_valid_tokens_work_expired_ones_get_401_and_all_recove
     assert up["reason"] == "EdgeReachable", up
     for name in ("while-down",):
         assert exit_code(await world.pod_when(name, "Succeeded", RECOVERY_SECONDS)) == 0
-    world.create(world.manifest("after", "exit 0"))
+    world.create(world.shell("after", "exit 0"))
     assert exit_code(await world.pod_when("after", "Succeeded", RECOVERY_SECONDS)) == 0
     assert world.vk is not None and world.vk.poll() is None, "the VK restarted or died"

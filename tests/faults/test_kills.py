@@ -45,7 +45,7 @@ def exit_code(i: int) -> int:
 
 def pod(world: FaultWorld, i: int, rng: random.Random) -> dict[str, Any]:
     """Pod i: a job of 1-6 s that ends with its known exit code."""
-    return world.manifest(f"p{i:03d}", f"sleep {rng.uniform(1, 6):.1f}; exit {exit_code(i)}")
+    return world.shell(f"p{i:03d}", f"sleep {rng.uniform(1, 6):.1f}; exit {exit_code(i)}")
 
 
 @pytest.fixture

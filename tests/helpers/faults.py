@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from interlink_vk.config import VK_TAINT_KEY
 from tests.helpers.k8s import K8sInfo, kubectl
 from tests.helpers.vk import approve_csr, start_vk_process
 from tests.helpers.vk_world import TOKEN, World
@@ -108,20 +107,9 @@ class FaultWorld(World):
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     kubectl(self.k8s, "delete", *what, "--wait=false", timeout=120)
 
-    def manifest(self, name: str, script: str) -> dict[str, Any]:
+    def shell(self, name: str, script: str) -> dict[str, Any]:
         """A pod for this virtual node: one container running ``sh -c script``."""
-        return {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "namespace": self.ns},
-            "spec": {
-                "nodeSelector": {"kubernetes.io/hostname": self.node},
-                "tolerations": [{"key": VK_TAINT_KEY, "operator": "Exists"}],
-                "restartPolicy": "Never",
-                "terminationGracePeriodSeconds": 1,
-                "containers": [{"name": "main", "image": "none", "command": ["sh", "-c", script]}],
-            },
-        }
+        return self.manifest(name, ["sh", "-c", script])
 
     def create(self, *manifests: dict[str, Any]) -> None:
         """``kubectl create`` these pods (one call)."""

@@ -12,7 +12,9 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
+from interlink_vk.config import VK_TAINT_KEY
 from tests.helpers.k8s import K8sInfo, kubectl
 from tests.helpers.vk import approve_csr, loopback_ip, start_vk_process
 from tests.helpers.world import Service, start_api, start_plugin, stop
@@ -38,6 +40,23 @@ class World:
     @property
     def jobs_dir(self) -> Path:
         return self.root / "plugin" / "state" / "jobs"
+
+    def manifest(self, name: str, command: list[str], **spec: Any) -> dict[str, Any]:
+        """A run-once pod for this virtual node, one container ``main`` running ``command``
+        (``spec``: more pod spec fields, e.g. ``automountServiceAccountToken=False``)."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": {
+                "nodeSelector": {"kubernetes.io/hostname": self.node},
+                "tolerations": [{"key": VK_TAINT_KEY, "operator": "Exists"}],
+                "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "main", "image": "none", "command": command}],
+                **spec,
+            },
+        }
 
     async def start(self) -> None:
         if self.partition is None:
