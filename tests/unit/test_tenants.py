@@ -1,6 +1,6 @@
 """The tenant map and what it decides: who a caller is, what a tenant's SLURM jobs may ask for,
 which host paths a pod may mount, how a job becomes the tenant's user (command lines built,
-not run: sudo is not installed here)."""
+run for real by tests/integration/test_tenants_sudo.py)."""
 
 from __future__ import annotations
 
@@ -36,9 +36,12 @@ from interlink_plugins.slurm.tenancy import (
     check_choices,
     check_work_dir,
     handover_argv,
+    reclaim_argv,
     refuse_host_paths,
     resolve_tenant,
+    share_with_plugin,
     submit_argv,
+    sudo_refusal,
     tenant_settings,
 )
 
@@ -243,6 +246,40 @@ def test_command_lines_as_root_and_through_sudo(tmp_path: Path) -> None:
     assert handover_argv(sudo, ALICE, Path("/jobs/u-1")) == [
         "/usr/bin/sudo", "-n", "chown", "-R", f"1001:{os.getgid()}", "/jobs/u-1"
     ]  # fmt: skip
+    assert reclaim_argv(sudo, Path("/jobs/u-1")) == [
+        "/usr/bin/sudo", "-n", "chown", "-R", f"{os.getuid()}:{os.getgid()}", "/jobs/u-1"
+    ]  # fmt: skip
+
+
+def test_a_user_the_sudo_rule_does_not_cover_is_named_with_the_rule() -> None:
+    assert sudo_refusal(ALICE, "sbatch", "sudo: a password is required\n") == (
+        "sudo refused to run sbatch as alice (group physics): sudo: a password is required; "
+        "the plugin's user needs the sudo rule of docs/tenants.md (\"Without root: a sudo "
+        "rule\") for this user: put alice in the rule's Runas group, or add it there"
+    )
+    assert sudo_refusal(ALICE, "sbatch", "sbatch: error: invalid partition") is None
+
+
+def test_a_pod_directory_for_sudo_stays_in_the_plugins_group(tmp_path: Path) -> None:
+    (tmp_path / "kube-events").write_text("{}")
+    (tmp_path / "kube-events").chmod(0o600)
+    share_with_plugin(tmp_path)
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o2770
+    assert stat.S_IMODE((tmp_path / "kube-events").stat().st_mode) == 0o640
+
+
+def test_the_world_writes_the_documented_sudo_rule() -> None:
+    """tests/world/tenant-users installs the rule of docs/tenants.md, names changed only."""
+    repo = Path(__file__).resolve().parents[2]
+    docs = (repo / "docs/tenants.md").read_text()
+    block = docs.split("# /etc/sudoers.d/interlink\n", 1)[1].split("```", 1)[0]
+    script = (repo / "tests/world/tenant-users").read_text()
+    written = script.split("<<RULE\n", 1)[1].split("\nRULE\n", 1)[0].splitlines()[1:]
+    world = {"interlink ": "il-plugin ", "%af-tenants": "%il-tenants"}
+    world["/var/spool/interlink/jobs"] = "$spool/jobs"
+    for doc_name, world_name in world.items():
+        block = block.replace(doc_name, world_name)
+    assert [line.replace("\\$", "$") for line in written] == block.strip().splitlines()
 
 
 def test_a_tenant_map_needs_a_reachable_work_dir_outside_the_state_dir(tmp_path: Path) -> None:

@@ -72,10 +72,14 @@ from .tenancy import (
     check_work_dir,
     handover_argv,
     own_tree,
+    reclaim_argv,
     refuse_host_paths,
     resolve_tenant,
+    share_with_plugin,
     submit_argv,
+    sudo_refusal,
     tenant_settings,
+    umask_problem,
 )
 
 ACTIVE = {
@@ -158,6 +162,9 @@ class SlurmPlugin(Plugin):
                     "tenant running as that tenant's user"
                 )
             check_work_dir(self.settings)
+            umask = umask_problem() if self.settings.submit_as == "sudo" else None
+            if umask:
+                raise ConfigError(umask)
 
     async def start(self) -> None:
         """Make sure the jobs directory exists (tracked jobs are re-read from SLURM)."""
@@ -204,6 +211,11 @@ class SlurmPlugin(Plugin):
             rc, out, err = await run(argv)
             if rc != 0:
                 forget(settings.state_path, uid)
+                if account is not None:
+                    await self._reclaim(pod_dir)  # so that the failed create leaves nothing
+                refused = sudo_refusal(account, "sbatch", err) if account else None
+                if refused and settings.submit_as == "sudo":
+                    raise BackendUnavailable(refused)
                 raise sbatch_error(err)
             job_id = parse_sbatch(out)
         return Submitted(job_id=job_id, data=recorded)
@@ -213,12 +225,24 @@ class SlurmPlugin(Plugin):
         if self.settings.submit_as != "sudo":
             await asyncio.to_thread(own_tree, pod_dir, account)
             return
+        await asyncio.to_thread(share_with_plugin, pod_dir)
         rc, _, err = await run(handover_argv(self.settings, account, pod_dir))
         if rc != 0:
             raise BackendUnavailable(
                 f"cannot give {pod_dir} to {account.user} with sudo chown: {err.strip()} "
                 "(see the sudo rule in docs/tenants.md)"
             )
+
+    async def _reclaim(self, pod_dir: Path) -> None:
+        """``submit_as: sudo``: take a tenant's pod directory back, so that the plugin can
+        remove it (as root the plugin removes it as it is)."""
+        if self.settings.submit_as == "sudo" and await asyncio.to_thread(pod_dir.is_dir):
+            rc, _, err = await run(reclaim_argv(self.settings, pod_dir))
+            if rc != 0:
+                raise BackendUnavailable(
+                    f"cannot take {pod_dir} back with sudo chown to remove it: {err.strip()} "
+                    "(see the sudo rule in docs/tenants.md)"
+                )
 
     # --- volumes of running pods ---------------------------------------------------------------
 
@@ -253,8 +277,12 @@ class SlurmPlugin(Plugin):
                 del queue[record.job_id]  # the runner ended it: nothing left to cancel
         if record.job_id in queue:
             self.calls.scancel += 1
-            argv = cancel_argv(self.settings, self._account(record), [self.settings.scancel])
+            account = self._account(record)
+            argv = cancel_argv(self.settings, account, [self.settings.scancel])
             rc, _, err = await run([*argv, record.job_id])
+            refused = sudo_refusal(account, "scancel", err) if account and rc != 0 else None
+            if refused and self.settings.submit_as == "sudo":
+                raise BackendUnavailable(refused)
             if rc != 0 and "Invalid job id" not in err:
                 raise BadRequest(f"scancel {record.job_id} failed: {err.strip()}")
             deadline = time.monotonic() + 120
@@ -265,6 +293,8 @@ class SlurmPlugin(Plugin):
                     break
                 await asyncio.sleep(0.5)
         if not self.settings.keep_work_dirs:
+            if record.data.get("tenant") and record.data.get("dir"):
+                await self._reclaim(Path(str(record.data["dir"])))
             await asyncio.to_thread(shutil.rmtree, record.data.get("dir", ""), True)
             for name in (record.data.get("scratch") or {}).values():
                 await asyncio.to_thread(Path(name).unlink, True)

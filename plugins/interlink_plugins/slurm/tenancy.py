@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 from interlink_core.errors import BadRequest, ConfigError, Forbidden
+from interlink_core.jobfiles import EVENTS_FILE
 from interlink_core.models import JSON
 from interlink_core.tenants import Tenant, TenantMap, UnixAccount
 
@@ -106,8 +107,55 @@ def sudo_prefix(cfg: SlurmConfig, account: UnixAccount) -> list[str]:
 
 
 def handover_argv(cfg: SlurmConfig, account: UnixAccount, pod_dir: Path) -> list[str]:
-    """``submit_as: sudo``: give the pod directory to the tenant (the plugin is not root)."""
+    """``submit_as: sudo``: give the pod directory to the tenant, group the plugin's (the
+    plugin is not root; see :func:`share_with_plugin`)."""
     return [cfg.sudo, "-n", "chown", "-R", f"{account.uid}:{os.getgid()}", str(pod_dir)]
+
+
+def reclaim_argv(cfg: SlurmConfig, pod_dir: Path) -> list[str]:
+    """``submit_as: sudo``: take a tenant's pod directory back (to remove it)."""
+    return [cfg.sudo, "-n", "chown", "-R", f"{os.getuid()}:{os.getgid()}", str(pod_dir)]
+
+
+def share_with_plugin(pod_dir: Path) -> None:
+    """``submit_as: sudo``, before the hand-over: the pod directory 2770 (setgid), so that
+    what the job writes there stays in the plugin's group, which reads the status files and
+    logs and writes ``grace``; other users (tenants) are kept out. The plugin's Events file
+    stays readable to it."""
+    pod_dir.chmod(0o2770)
+    events = pod_dir / EVENTS_FILE
+    if events.is_file() and not events.is_symlink():
+        events.chmod(0o640)
+
+
+def sudo_refusal(account: UnixAccount, command: str, stderr: str) -> str | None:
+    """The error for a ``sudo -n`` that would not run ``command`` as the tenant's user
+    (``None`` when the failure is not sudo's)."""
+    text = stderr.strip()
+    if not text.startswith("sudo:"):
+        return None
+    return (
+        f"sudo refused to run {command} as {account.user} (group {account.group}): {text}; "
+        "the plugin's user needs the sudo rule of docs/tenants.md (\"Without root: a sudo "
+        f"rule\") for this user: put {account.user} in the rule's Runas group, or add it there"
+    )
+
+
+def umask_problem() -> str | None:
+    """``submit_as: sudo``: the jobs inherit the plugin's umask (with sudo's 022), and the
+    plugin reads their logs through its group: a umask without group read is refused."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return None
+    mask = next((int(line.split()[1], 8) for line in lines if line.startswith("Umask:")), 0)
+    if not mask & 0o050:
+        return None
+    return (
+        f"submit_as: sudo: the plugin's umask {mask:04o} keeps its group out of the jobs' "
+        "logs and status files (the jobs inherit it): run the plugin with umask 027 "
+        "(systemd: UMask=0027)"
+    )
 
 
 def own_tree(pod_dir: Path, account: UnixAccount) -> None:
