@@ -414,9 +414,35 @@ async def test_max_grace_seconds_caps_the_grace_period(make_plugin: Callable[...
     assert (info["exitCode"], info["signal"]) == (137, 9)
 
 
-async def test_create_is_idempotent(plugin: Plugin) -> None:
-    out = plugin.tmp / "out"
+async def test_host_paths_outside_the_sites_prefixes_are_refused(
+    make_plugin: Callable[..., Plugin], tmp_path: Path
+) -> None:
+    """Without host_path_prefixes no hostPath is mounted; with one, only paths below it."""
+    shared = tmp_path / "shared"
+    for config, path, allowed in (
+        (None, str(shared), "none"),
+        ({"host_path_prefixes": [str(shared)]}, "/etc", str(shared)),
+    ):
+        p = make_plugin(config)
+        pod = make_pod("host-1", [sh("main", "cat /host/passwd")])
+        pod["spec"]["volumes"] = [{"name": "h", "hostPath": {"path": path}}]
+        pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "h", "mountPath": "/host"}]
+        r = await p.client.post("/create", json={"pod": pod, "container": [{"name": "main"}]})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"] == (
+            f"spec.volumes[0].hostPath.path: {path!r} is not a host path this site shares with "
+            f"pods (allowed prefixes: {allowed}); the site admin may add a prefix to "
+            "host_path_prefixes"
+        )
+        assert not (p.pods_dir / "host-1").exists()
+        await p.client.aclose()
+        stop(p.proc)
+
+
+async def test_create_is_idempotent(make_plugin: Callable[..., Plugin], tmp_path: Path) -> None:
+    out = tmp_path / "out"
     out.mkdir()
+    plugin = make_plugin({"host_path_prefixes": [str(out)]})  # the hostPath below is allowed
     pod = make_pod(
         "idem-1",
         [

@@ -17,6 +17,7 @@ import yaml
 from interlink_core.auth import AuthConfig, Authenticator, Identity
 from interlink_core.doctor import Report, check_tenants
 from interlink_core.errors import BadRequest, ConfigError, Forbidden
+from interlink_core.hostpaths import refuse_host_paths
 from interlink_core.models import RetrievedPodData
 from interlink_core.store import JobStore
 from interlink_core.tenancy import TenantRegistry
@@ -37,7 +38,6 @@ from interlink_plugins.slurm.tenancy import (
     check_work_dir,
     handover_argv,
     reclaim_argv,
-    refuse_host_paths,
     resolve_tenant,
     share_with_plugin,
     submit_argv,

@@ -51,6 +51,7 @@ from pydantic import Field, field_validator
 
 from interlink_core import conformance
 from interlink_core.errors import BackendUnavailable, BadRequest
+from interlink_core.hostpaths import refuse_host_paths
 from interlink_core.jobfiles import (
     apply_supervision,
     assemble_pod_status,
@@ -147,6 +148,11 @@ class LocalConfig(PluginConfig):
         "podman: each container runs its image with podman (--network host).",
     )
     podman: PodmanConfig = Field(default_factory=PodmanConfig)
+    host_path_prefixes: list[Path] = Field(
+        default_factory=list,
+        description="Host directories pods may mount as hostPath volumes (below these "
+        "prefixes, symlinks resolved); any other hostPath volume is refused (default: none).",
+    )
 
     @field_validator("ip_range")
     @classmethod
@@ -244,6 +250,7 @@ class LocalPlugin(Plugin):
         pod = data.pod
         uid = checked_uid(pod)
         pod_containers(pod)  # names checked before anything is written
+        refuse_host_paths(pod, self.settings.host_path_prefixes)
         notices = conformance.check(pod, "local", self.settings.runtime)
         if len(self._ips) + len(self._inflight) >= self.settings.max_pods:
             raise BackendUnavailable(

@@ -23,6 +23,7 @@ from pydantic import Field
 
 from interlink_core import beneath
 from interlink_core.errors import BackendUnavailable, BadRequest, ConfigError, Unsupported
+from interlink_core.hostpaths import refuse_host_paths
 from interlink_core.jobfiles import (
     apply_supervision,
     assemble_pod_status,
@@ -73,7 +74,6 @@ from .tenancy import (
     handover_argv,
     own_tree,
     reclaim_argv,
-    refuse_host_paths,
     resolve_tenant,
     share_with_plugin,
     submit_argv,

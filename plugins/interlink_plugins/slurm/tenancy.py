@@ -56,26 +56,6 @@ def check_choices(pod: JSON, cfg: SlurmConfig, name: str, tenant: Tenant) -> Non
             )
 
 
-def refuse_host_paths(pod: JSON, prefixes: list[Path]) -> None:
-    """Refuse a ``hostPath`` volume unless its path (symlinks and ``..`` resolved) is under
-    one of the site's ``host_path_prefixes``."""
-    roots = [Path(os.path.realpath(p)) for p in prefixes]
-    for i, vol in enumerate((pod.get("spec") or {}).get("volumes") or []):
-        if not isinstance(vol, dict) or "hostPath" not in vol:
-            continue
-        raw = str((vol.get("hostPath") or {}).get("path", ""))
-        field = f"spec.volumes[{i}].hostPath.path"
-        if not raw.startswith("/"):
-            raise BadRequest(f"{field}: {raw!r} must be an absolute path")
-        real = Path(os.path.realpath(raw))
-        if not any(real == root or root in real.parents for root in roots):
-            allowed = ", ".join(str(p) for p in prefixes) or "none"
-            raise BadRequest(
-                f"{field}: {raw!r} is not a host path this site shares with pods (allowed "
-                f"prefixes: {allowed}); the site admin may add a prefix to host_path_prefixes"
-            )
-
-
 def resolve_tenant(tenants: TenantMap, name: str | None) -> Tenant:
     """The tenant a create is for; a 403 without the header or for a tenant not in the map."""
     if not name:
