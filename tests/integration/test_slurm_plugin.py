@@ -175,14 +175,23 @@ async def test_bad_annotation_is_a_400_naming_it(edge: Edge) -> None:
     assert list(edge.work_dir.iterdir()) == []
 
 
-def test_plugin_command_answers_ping_with_sinfo_capacity(slurm: SlurmInfo, tmp_path: Path) -> None:
-    svc = start_plugin(tmp_path, "slurm", config={"runtime": "host"})
+@pytest.mark.parametrize(
+    ("announce", "cpus"),
+    # the world's partition: 64 CPUs, OverSubscribe=FORCE:4 (tests/world/slurm-up)
+    [({}, "256"), ({"announce_cpu": 5000}, "5000")],
+    ids=["runnable-at-once", "announce_cpu"],
+)
+def test_plugin_command_answers_ping_with_sinfo_capacity(
+    slurm: SlurmInfo, tmp_path: Path, announce: dict[str, int], cpus: str
+) -> None:
+    config = {"runtime": "host", "partition": slurm.partition, **announce}
+    svc = start_plugin(tmp_path, "slurm", config=config)
     try:
         with httpx.Client(transport=httpx.HTTPTransport(uds=str(svc.socket))) as http:
             answer = http.request("GET", "http://p/status", json=[]).json()
         assert answer["status"] == "ok"
-        assert int(answer["resources"]["cpu"]) >= 1
-        assert answer["resources"]["memory"].endswith("Mi")
+        assert answer["resources"]["cpu"] == cpus
+        assert answer["resources"]["memory"] == "16000Mi"
     finally:
         svc.stop()
 

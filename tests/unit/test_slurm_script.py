@@ -331,3 +331,12 @@ def test_parsers() -> None:
     assert parse_sinfo(
         "n1|64|16000|gpu:a100:4(S:0-1)\nn1|64|16000|gpu:a100:4\nn2|8|1000|(null)\n"
     ) == (72, 17000, 4)
+    # OverSubscribe=FORCE:4 runs four jobs per CPU; YES:4 only jobs that ask, NO none
+    assert parse_sinfo("vm|64|16000|(null)|FORCE:4\n") == (256, 16000, 0)
+    assert parse_sinfo("a|8|100|(null)|YES:4\nb|8|100|(null)|NO\nc|2|100|(null)|FORCE\n") == (
+        24,
+        300,
+        0,
+    )
+    # a node in two partitions counts once, with the most it can run
+    assert parse_sinfo("vm|64|16000|(null)|NO\nvm|64|16000|(null)|FORCE:2\n") == (128, 16000, 0)

@@ -143,11 +143,14 @@ def _comment(text: str) -> str:
 
 
 def parse_sinfo(stdout: str) -> tuple[int, int, int]:
-    """CPUs, memory (MiB) and GPUs from ``sinfo -h -N -o '%N|%c|%m|%G'`` (nodes counted once)."""
+    """CPUs that can run jobs at once, memory (MiB) and GPUs from ``sinfo -h -N -o
+    '%N|%c|%m|%G|%h'`` (nodes counted once). A node whose partition says
+    ``OverSubscribe=FORCE:N`` runs N jobs on each CPU, so it counts N times its CPUs
+    (``YES:N`` only for jobs that ask for it, which ours do not)."""
     seen: dict[str, tuple[int, int, int]] = {}
     for line in stdout.splitlines():
         parts = line.strip().split("|")
-        if len(parts) < 4 or parts[0] in seen:
+        if len(parts) < 4:
             continue
         cpus = int(parts[1]) if parts[1].isdigit() else 0
         mem = int(parts[2].rstrip("+")) if parts[2].rstrip("+").isdigit() else 0
@@ -156,9 +159,19 @@ def parse_sinfo(stdout: str) -> tuple[int, int, int]:
             bits = gres.split("(")[0].split(":")
             if bits[0] == "gpu" and bits[-1].isdigit():
                 gpus += int(bits[-1])
-        seen[parts[0]] = (cpus, mem, gpus)
+        runnable = cpus * _forced_sharing(parts[4] if len(parts) > 4 else "")
+        if parts[0] not in seen or runnable > seen[parts[0]][0]:
+            seen[parts[0]] = (runnable, mem, gpus)
     return (
         sum(v[0] for v in seen.values()),
         sum(v[1] for v in seen.values()),
         sum(v[2] for v in seen.values()),
     )
+
+
+def _forced_sharing(oversubscribe: str) -> int:
+    """Jobs per CPU from sinfo's ``%h`` (``FORCE:4`` → 4; ``NO``, ``YES:4``, ... → 1)."""
+    kind, _, count = oversubscribe.partition(":")
+    if kind == "FORCE":
+        return int(count) if count.isdigit() else 4  # SLURM's default count for FORCE
+    return 1

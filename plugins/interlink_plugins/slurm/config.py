@@ -98,6 +98,14 @@ class SlurmConfig(PluginConfig):
     podman: PodmanConfig = Field(default_factory=PodmanConfig)
     partition: str | None = None
     account: str | None = None
+    announce_cpu: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPUs the virtual node announces to Kubernetes. Default: what SLURM can run "
+        "at once (the partition's CPUs, times N under OverSubscribe=FORCE:N); Kubernetes "
+        "schedules no more pods than that, the others wait unscheduled. Larger lets pods wait in "
+        "SLURM's queue instead (its priorities and fair share order them).",
+    )
     default_flags: list[str] = Field(default_factory=list, description="Trusted sbatch options.")
     flavors: dict[str, Flavor] = Field(default_factory=dict)
     default_flavor: str | None = None

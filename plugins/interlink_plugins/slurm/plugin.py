@@ -542,12 +542,16 @@ class SlurmPlugin(Plugin):
     # --- ping ---------------------------------------------------------------------------------
 
     async def ping(self) -> PingAnswer:
-        """Capacity from ``sinfo`` and the configured taints."""
+        """Capacity from ``sinfo`` (or ``announce_cpu``) and the configured taints."""
         self.calls.sinfo += 1
-        rc, out, err = await run([self.settings.sinfo, "-h", "-N", "-o", "%N|%c|%m|%G"])
+        argv = [self.settings.sinfo, "-h", "-N", "-o", "%N|%c|%m|%G|%h"]
+        if self.settings.partition:
+            argv += ["-p", self.settings.partition]
+        rc, out, err = await run(argv)
         if rc != 0:
             return PingAnswer(status=f"sinfo failed: {err.strip()}")
         cpus, mem_mib, gpus = parse_sinfo(out)
+        cpus = self.settings.announce_cpu or cpus
         accelerators = [{"resourceType": "nvidia.com/gpu", "available": gpus}] if gpus else []
         return PingAnswer(
             status="ok",
