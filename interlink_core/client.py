@@ -316,10 +316,17 @@ class _ClientBase:
         await self.aclose()
 
     async def status_json(
-        self, pods: list[JSON], session: str | None = None, headers: dict[str, str] | None = None
+        self,
+        pods: list[JSON] | bytes,
+        session: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> list[JSON]:
-        """Statuses of these pods in one call, as the JSON the remote sent."""
-        resp = await self.wire.call("GET", "/status", pods, session=session, headers=headers)
+        """Statuses of these pods in one call, as the JSON the remote sent (``pods`` may be
+        given as their JSON array, already encoded)."""
+        encoded = pods if isinstance(pods, bytes) else None
+        resp = await self.wire.call(
+            "GET", "/status", pods, session=session, headers=headers, content=encoded
+        )
         body = resp.json()
         if body is None:  # upstream's API server answers a Go nil slice for no statuses
             return []
@@ -328,9 +335,12 @@ class _ClientBase:
         return body
 
     async def status(
-        self, pods: list[JSON], session: str | None = None, headers: dict[str, str] | None = None
+        self,
+        pods: list[JSON] | bytes,
+        session: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> list[PodStatus]:
-        """Statuses of these pods, in one call."""
+        """Statuses of these pods, in one call (``pods`` as in :meth:`status_json`)."""
         return POD_STATUS_LIST.validate_python(await self.status_json(pods, session, headers))
 
     async def logs(

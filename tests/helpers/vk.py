@@ -257,7 +257,7 @@ async def running_vk(
             "pod sync": pods.run(stop),
             "kubelet API": serve_kubelet(config, kube, client, stop, state, metrics),
             "CSR approver": approve_csr(k8s, node, stop),
-            "heartbeat reaper": HeartbeatReaper(kube, config, pods.snapshot, metrics).run(stop),
+            "heartbeat reaper": HeartbeatReaper(kube, config, pods.leased, metrics).run(stop),
         }
         watch = TaskWatch({name: asyncio.create_task(c) for name, c in tasks.items()}, stop)
         try:

@@ -1,53 +1,77 @@
-"""How the VK's pod loop picks up pods: a pod new to the node is submitted from its watch event,
-without waiting for a LIST; other changes still cause one (fakes for Kubernetes and the edge)."""
+"""How the VK's pod loop holds and picks up the node's pods, as an informer: one LIST (in pages)
+at the start, then the watch alone; a new LIST only when the watch cannot be resumed (fakes for
+Kubernetes and the edge)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from interlink_core.errors import BackendUnavailable
 from interlink_core.models import CreateStruct, PodCreateRequests
 from interlink_vk.config import VKConfig
+from interlink_vk.held import Held, encoded
+from interlink_vk.kube import WatchExpired
 from interlink_vk.metrics import VKMetrics
 from interlink_vk.pods import PodController
 
 JSON = dict[str, Any]
+END = ("END", {})  # the fake server ends the watch
+EXPIRED = ("EXPIRED", {})  # the fake server answers 410 Gone
 
 
-def pod(uid: str, rv: str = "1") -> JSON:
+def pod(uid: str, rv: str = "1", **meta: Any) -> JSON:
     return {
-        "metadata": {"name": f"p-{uid}", "namespace": "n", "uid": uid, "resourceVersion": rv},
+        "metadata": {
+            "name": f"p-{uid}",
+            "namespace": "n",
+            "uid": uid,
+            "resourceVersion": rv,
+            **meta,
+        },
         "spec": {"nodeName": "vn", "containers": [{"name": "c", "image": "busybox"}]},
         "status": {"phase": "Pending"},
     }
 
 
 class FakeKube:
-    """The node's pods, a watch fed by the test, and a count of LISTs."""
+    """The node's pods, listed in pages of two; a watch fed by the test; what was asked."""
 
     def __init__(self) -> None:
         self.pods: dict[str, JSON] = {}
         self.lists = 0
+        self.pages = 0
+        self.watched_from: list[str] = []
         self.events: asyncio.Queue[tuple[str, JSON]] = asyncio.Queue()
+        self.deleted_at_edge: list[str] = []
 
-    async def pods_on_node(self, node: str) -> list[JSON]:
+    async def pages_of_pods_on_node(self, node: str) -> AsyncIterator[tuple[list[JSON], str]]:
         self.lists += 1
-        return [dict(p) for p in self.pods.values()]
+        items = [json.loads(json.dumps(p)) for p in self.pods.values()]
+        for i in range(0, max(len(items), 1), 2):
+            self.pages += 1
+            yield items[i : i + 2], f"list-{self.lists}"
 
-    async def watch_pods_on_node(self, node: str) -> AsyncIterator[tuple[str, JSON]]:
+    async def watch_pods_on_node(self, node: str, version: str) -> AsyncIterator[tuple[str, JSON]]:
+        self.watched_from.append(version)
         while True:
-            yield await self.events.get()
+            event = await self.events.get()
+            if event is END:
+                return
+            if event is EXPIRED:
+                raise WatchExpired("too old resource version")
+            yield event
 
     async def patch_pod(self, p: JSON, patch: JSON, status: bool = False) -> JSON:
         stored = self.pods[p["metadata"]["uid"]]
         stored["metadata"] = {
             **stored["metadata"],
-            **{k: v for k, v in patch.get("metadata", {}).items() if k != "annotations"},
             "annotations": patch.get("metadata", {}).get("annotations", {}),
             "resourceVersion": str(int(stored["metadata"]["resourceVersion"]) + 1),
         }
-        return dict(stored)
+        return json.loads(json.dumps(stored))
 
     async def event(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -62,13 +86,20 @@ class FakeKube:
 class FakeEdge:
     def __init__(self) -> None:
         self.created: list[str] = []
+        self.deleted: list[str] = []
+        self.down = False
 
     async def create(self, request: PodCreateRequests) -> CreateStruct:
         uid = request.pod["metadata"]["uid"]
         self.created.append(uid)
+        if self.down:
+            raise BackendUnavailable("edge down")
         return CreateStruct(PodUID=uid, PodJID=f"job-{uid}")
 
-    async def status(self, pods: list[JSON]) -> list[Any]:
+    async def delete(self, p: JSON) -> None:
+        self.deleted.append(p["metadata"]["uid"])
+
+    async def status(self, pods: bytes) -> list[Any]:
         return []
 
 
@@ -80,18 +111,33 @@ async def until(cond: Any, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-async def running(kube: FakeKube, edge: FakeEdge) -> tuple[PodController, asyncio.Task[None]]:
-    config = VKConfig(node_name="vn", edge={"url": "http://edge", "token": "t"})
+async def running(
+    kube: FakeKube, edge: FakeEdge, **settings: Any
+) -> tuple[PodController, asyncio.Task[None]]:
+    config = VKConfig(node_name="vn", edge={"url": "http://edge", "token": "t"}, **settings)
     vk = PodController(kube, config, edge, VKMetrics())  # type: ignore[arg-type]
     vk.owed.load = vk.owed.save = _nothing  # type: ignore[method-assign]
     stop = asyncio.Event()
     task = asyncio.create_task(vk.run(stop))
-    await until(lambda: kube.lists == 1, "the first LIST")
+    await until(lambda: vk.listed.is_set(), "the first LIST")
     return vk, task
 
 
 async def _nothing() -> None:
     pass
+
+
+async def test_the_first_list_is_read_in_pages_and_the_watch_starts_from_it() -> None:
+    kube, edge = FakeKube(), FakeEdge()
+    for uid in "abcde":
+        kube.pods[uid] = pod(uid)
+    _vk, task = await running(kube, edge)
+    try:
+        await until(lambda: sorted(edge.created) == list("abcde"), "the five creates")
+        assert kube.pages == 3  # 2 + 2 + 1
+        assert kube.watched_from == ["list-1"]
+    finally:
+        task.cancel()
 
 
 async def test_a_new_pod_is_submitted_from_its_watch_event_without_a_list() -> None:
@@ -103,58 +149,104 @@ async def test_a_new_pod_is_submitted_from_its_watch_event_without_a_list() -> N
         await until(lambda: edge.created == ["a"], "the create of pod a")
         await until(lambda: "a" not in vk._creating, "the create to finish")
         assert kube.lists == 1  # only the first one
-        assert vk._pods["a"]["metadata"]["annotations"] == {"interlink.eu/job-id": "job-a"}
+        assert vk._pods["a"].job == "job-a"
     finally:
         task.cancel()
 
 
-async def test_a_change_to_a_known_pod_still_lists() -> None:
+async def test_a_change_to_a_known_pod_is_taken_from_the_watch_without_a_list() -> None:
     kube, edge = FakeKube(), FakeEdge()
     kube.pods["a"] = pod("a")
     vk, task = await running(kube, edge)
     try:
         await until(lambda: "a" in edge.created and "a" not in vk._creating, "pod a created")
-        lists = kube.lists
-        changed = dict(
-            kube.pods["a"], metadata={**kube.pods["a"]["metadata"], "resourceVersion": "9"}
-        )
+        changed = pod("a", rv="9", annotations={"interlink.eu/job-id": "job-a"})
+        changed["metadata"]["deletionTimestamp"] = "2026-12-01T00:00:00Z"
         kube.pods["a"] = changed
         await kube.events.put(("MODIFIED", changed))
-        await until(lambda: kube.lists == lists + 1, "a LIST after the change")
+        await until(lambda: edge.deleted == ["a"], "the delete at the edge")
+        assert kube.lists == 1
     finally:
         task.cancel()
 
 
-async def test_the_echo_of_our_own_patch_causes_no_list() -> None:
+async def test_a_watch_event_older_than_our_patch_does_not_replace_it() -> None:
     kube, edge = FakeKube(), FakeEdge()
-    kube.pods["a"] = pod("a")
+    kube.pods["a"] = pod("a", rv="5")
     vk, task = await running(kube, edge)
     try:
         await until(lambda: "a" in edge.created and "a" not in vk._creating, "pod a created")
-        lists = kube.lists
-        await kube.events.put(("MODIFIED", dict(kube.pods["a"])))  # what we patched
-        kube.pods["b"] = pod("b")
-        await kube.events.put(("ADDED", pod("b")))  # then something that wakes the loop
-        await until(lambda: "b" in edge.created and "b" not in vk._creating, "pod b created")
-        assert kube.lists == lists
+        assert vk._pods["a"].version == "6"  # the answer of the job-id patch
+        await kube.events.put(("MODIFIED", pod("a", rv="5")))  # left before the patch
+        await kube.events.put(("MODIFIED", pod("a", rv="6")))  # the patch's echo
+        await until(lambda: kube.events.empty(), "the events taken")
+        await asyncio.sleep(0.05)
+        assert vk._pods["a"].job == "job-a"
+        assert edge.created == ["a"]  # not submitted again
     finally:
         task.cancel()
 
 
 async def test_a_pod_deleted_before_the_loop_took_it_is_not_submitted() -> None:
     kube, edge = FakeKube(), FakeEdge()
-    vk, task = await running(kube, edge)
+    _vk, task = await running(kube, edge)
     try:
-        vk._list_spacing = 0.3  # hold the loop in its spacing wait while both events arrive
-        vk._listed_at = asyncio.get_running_loop().time()
-        await kube.events.put(("ADDED", pod("a")))
-        await kube.events.put(("DELETED", pod("a")))
+        # both events are taken before the loop runs again
+        kube.events.put_nowait(("ADDED", pod("a")))
+        kube.events.put_nowait(("DELETED", pod("a")))
         kube.pods["c"] = pod("c")
-        await kube.events.put(("ADDED", pod("c")))
+        kube.events.put_nowait(("ADDED", pod("c")))
         await until(lambda: "c" in edge.created, "pod c created")
         assert "a" not in edge.created
     finally:
         task.cancel()
+
+
+async def test_the_watch_resumes_from_the_last_version_and_lists_only_when_expired() -> None:
+    kube, edge = FakeKube(), FakeEdge()
+    kube.pods["a"] = pod("a")
+    kube.pods["b"] = pod("b")
+    vk, task = await running(kube, edge)
+    try:
+        await until(lambda: len(edge.created) == 2 and not vk._creating, "a and b created")
+        await kube.events.put(("BOOKMARK", {"metadata": {"resourceVersion": "77"}}))
+        await kube.events.put(END)
+        await until(lambda: kube.watched_from == ["list-1", "77"], "the watch resumed at 77")
+        assert kube.lists == 1
+        # b went while nobody watched; the server cannot resume: LIST, and b is owed a delete
+        del kube.pods["b"]
+        await kube.events.put(EXPIRED)
+        await until(lambda: kube.lists == 2, "a new LIST")
+        assert set(vk._pods) == {"a"}
+        await until(lambda: edge.deleted == ["b"], "the delete owed to b")
+    finally:
+        task.cancel()
+
+
+async def test_a_create_the_edge_could_not_take_waits_for_the_full_cycle() -> None:
+    kube, edge = FakeKube(), FakeEdge()
+    edge.down = True
+    vk, task = await running(kube, edge, status_interval_seconds=0.5)
+    try:
+        kube.pods["a"] = pod("a")
+        await kube.events.put(("ADDED", pod("a")))
+        await until(lambda: edge.created == ["a"], "the first try")
+        for i in range(5):  # wake the loop: no new try of a before the full cycle
+            kube.pods[f"x{i}"] = pod(f"x{i}")
+            await kube.events.put(("ADDED", pod(f"x{i}")))
+        await until(lambda: len(edge.created) == 6, "the other pods tried")
+        assert edge.created.count("a") == 1
+        edge.down = False
+        await until(lambda: vk._pods["a"].job == "job-a", "a submitted at the full cycle")
+    finally:
+        task.cancel()
+
+
+def test_held_pods_drop_managed_fields_and_are_sent_as_they_are() -> None:
+    p = pod("a", managedFields=[{"manager": "kubectl"}])
+    held = Held.of(p)
+    assert "managedFields" not in held.pod()["metadata"]
+    assert json.loads(encoded([held, Held.of(pod("b"))])) == [pod("a"), pod("b")]
 
 
 def test_the_pending_cycle_leaves_long_queued_pods_to_the_full_cycle() -> None:
@@ -162,9 +254,7 @@ def test_the_pending_cycle_leaves_long_queued_pods_to_the_full_cycle() -> None:
     assert config.pending_status_seconds == 120
     vk = PodController(FakeKube(), config, FakeEdge(), VKMetrics())  # type: ignore[arg-type]
     for uid, created in (("new", "2999-01-01T00:00:00Z"), ("queued", "2026-01-01T00:00:00Z")):
-        p = pod(uid)
-        p["metadata"]["creationTimestamp"] = created
-        p["metadata"]["annotations"] = {"interlink.eu/job-id": f"job-{uid}"}
-        vk._pods[uid] = p
-    assert [p["metadata"]["uid"] for p in vk.pending()] == ["new"]
-    assert {p["metadata"]["uid"] for p in vk.tracked()} == {"new", "queued"}
+        p = pod(uid, creationTimestamp=created, annotations={"interlink.eu/job-id": f"job-{uid}"})
+        vk._pods[uid] = Held.of(p)
+    assert [h.uid for h in vk.pending()] == ["new"]
+    assert {h.uid for h in vk.tracked()} == {"new", "queued"}

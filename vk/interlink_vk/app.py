@@ -49,7 +49,7 @@ async def serve(config: VKConfig) -> None:
         kube = Kube(api)
         node = NodeController(api, config, edge, metrics=metrics)
         pods = PodController(kube, config, edge, metrics)
-        reaper = HeartbeatReaper(kube, config, pods.snapshot, metrics)
+        reaper = HeartbeatReaper(kube, config, pods.leased, metrics)
         log.info("virtual node %s: edge %s", config.node_name, e.url)
         state = config.state_dir.expanduser() / config.node_name
         await asyncio.gather(

@@ -16,9 +16,13 @@ from interlink_core.models import JSON
 
 from .config import VKConfig
 
-__all__ = ["MERGE_PATCH", "Kube", "kube_api", "now_rfc3339", "status_code"]
+__all__ = ["MERGE_PATCH", "Kube", "WatchExpired", "kube_api", "now_rfc3339", "status_code"]
 
 log = logging.getLogger("interlink.vk")
+
+
+class WatchExpired(Exception):
+    """A watch's resourceVersion is too old for the server (410 Gone): LIST again."""
 
 
 class Kube(KubeJSON):
@@ -29,18 +33,45 @@ class Kube(KubeJSON):
         answer = await self.call("GET", "pods", params={"fieldSelector": f"spec.nodeName={node}"})
         return list(answer.get("items") or [])
 
-    async def watch_pods_on_node(self, node: str) -> AsyncIterator[tuple[str, JSON]]:
-        """The node's pod events as ``(type, object)`` in plain JSON, until the server ends the
-        watch (kr8s' own watch builds an object per event, which costs more than the VK's
-        whole handling of it)."""
-        params = {"fieldSelector": f"spec.nodeName={node}", "watch": "true"}
+    async def pages_of_pods_on_node(
+        self, node: str, limit: int = 500
+    ) -> AsyncIterator[tuple[list[JSON], str]]:
+        """Every pod bound to ``node`` as pages of ``limit`` pods (one consistent LIST, read a
+        page at a time so that 10,000 pods are never parsed at once), each with the LIST's
+        resourceVersion, to watch from."""
+        params = {"fieldSelector": f"spec.nodeName={node}", "limit": str(limit)}
+        while True:
+            answer = await self.call("GET", "pods", params=params)
+            meta = answer.get("metadata") or {}
+            yield list(answer.pop("items", None) or []), str(meta.get("resourceVersion") or "")
+            if not meta.get("continue"):
+                return
+            params["continue"] = str(meta["continue"])
+
+    async def watch_pods_on_node(
+        self, node: str, version: str = ""
+    ) -> AsyncIterator[tuple[str, JSON]]:
+        """The node's pod events as ``(type, object)`` in plain JSON, from ``version`` on, with
+        bookmarks, until the server ends the watch (kr8s' own watch builds an object per event,
+        which costs more than the VK's whole handling of it). :class:`WatchExpired` when the
+        server no longer has ``version`` (a LIST must start again)."""
+        params = {
+            "fieldSelector": f"spec.nodeName={node}",
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+        }
+        if version:
+            params["resourceVersion"] = version
         async with self.api.call_api(
             "GET", url="pods", params=params, stream=True, timeout=None
         ) as resp:
             async for line in resp.aiter_lines():
                 if line.strip():
                     event = json.loads(line)
-                    yield str(event.get("type", "")), dict(event.get("object") or {})
+                    kind, obj = str(event.get("type", "")), dict(event.get("object") or {})
+                    if kind == "ERROR":
+                        raise WatchExpired(str(obj.get("message") or obj))
+                    yield kind, obj
 
     async def patch_pod(self, pod: JSON, patch: JSON, status: bool = False) -> JSON:
         """Merge-patch a pod (or its ``status`` subresource)."""

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from interlink_core.client import RemoteError
-from interlink_core.models import JSON
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -88,11 +87,11 @@ class VKMetrics:
                 self.edge_calls.labels(operation, result).inc()
                 self.edge_latency.labels(operation).observe(time.perf_counter() - t0)
 
-    def count_pods(self, pods: Iterable[JSON]) -> None:
-        """Set the by-phase gauge from the node's pods."""
+    def count_pods(self, phases: Iterable[str]) -> None:
+        """Set the by-phase gauge from the phases of the node's pods."""
         counts = dict.fromkeys(PHASES, 0)
-        for pod in pods:
-            phase = (pod.get("status") or {}).get("phase") or "Pending"
+        for phase in phases:
+            phase = phase or "Pending"
             counts[phase if phase in counts else "Unknown"] += 1
         for phase, n in counts.items():
             self.pods.labels(phase).set(n)

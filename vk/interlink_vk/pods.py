@@ -1,21 +1,22 @@
 """Pod sync: every pod bound to the virtual node goes to the edge, and its remote state comes
 back into ``pods/status``.
 
-The loop is level-triggered: a cycle lists the node's pods (one LIST) when the pod watch saw a
-change or the full status cycle is due, creates the new ones (bounded concurrency) and deletes the
+The node's pods are held as an informer holds them: one LIST (read in pages) when the VK
+starts, then a watch from that LIST's resourceVersion keeps them current; only a watch the
+server no longer can resume (410 Gone) causes another LIST. Pods are held as compact JSON
+(:mod:`.held`): at 10,000 pods a LIST per cycle and the parsed pods were most of the VK's memory.
+
+The loop is level-triggered: a cycle creates the new pods (bounded concurrency) and deletes the
 ones marked for deletion (remotely first, then for good with grace period 0, as a kubelet does).
-The watch does not wake it for the echo of its own patches, and LISTs caused by watch events are
-spaced by twice the time the last one took, so a burst of changes costs a few LISTs, not one per
-event. A pod new to the node is the exception: the watch event carries it whole, so the loop
-submits it at once without a LIST (a LIST started after the event would only repeat it).
+The watch wakes it when a pod needs either, not for the echo of its own patches.
 Every ``status_interval_seconds`` it asks the edge for the status of **all** non-terminal pods in
 **one** call; in between, while some pods are submitted but not Running yet (or are being
 deleted), it asks for the status of just those, again in one call, every
-``pending_status_interval_seconds`` and without a LIST (from the pods last listed, updated with
-the answers of its own patches); every ``fresh_status_interval_seconds`` instead while one of
+``pending_status_interval_seconds``; every ``fresh_status_interval_seconds`` instead while one of
 them was submitted less than ``fresh_status_seconds`` ago, as most jobs start within a second or
 two of their submission (spaced by twice the time the last status call took, so a burst of
-creates does not queue status calls back to back).
+creates does not queue status calls back to back). A create the edge could not take is tried
+again at the next full cycle.
 After a restart the same loop re-adopts the pods by their job-id annotation; creates are
 idempotent per pod UID at the edge, so nothing is submitted twice.
 
@@ -41,53 +42,25 @@ from typing import Any
 
 from interlink_core.client import InterLinkClient, RemoteError
 from interlink_core.errors import InterLinkError, is_final
-from interlink_core.kube import job_id, parse_time
 from interlink_core.models import JSON, PodCreateRequests, PodStatus
 from interlink_core.podspec import field_value, object_refs
 
 from .config import JOB_ID_ANNOTATION, VKConfig
-from .kube import Kube, status_code
+from .held import Held, encoded
+from .kube import Kube, WatchExpired, status_code
 from .metrics import VKMetrics
 from .owed import Owed, OwedDeletes
-from .podstatus import TERMINAL_PHASES, display_status, kube_status
+from .podstatus import display_status, kube_status
 from .remote_events import RemoteEvents
 from .tokens import adopted_refresh_at, refresh_at, token_lifetime
 
 log = logging.getLogger("interlink.vk.pods")
-MIN_LIST_SPACING = 0.05  # seconds; coalesces the watch events of a burst
-
-
-def _uid(pod: JSON) -> str:
-    return str(pod["metadata"]["uid"])
-
-
-def _phase(pod: JSON) -> str:
-    return str((pod.get("status") or {}).get("phase") or "")
-
-
-def _slim(pod: JSON) -> JSON:
-    """The pod without ``metadata.managedFields`` (a third of a pod's JSON, of no use to the
-    VK or the edge): less memory held, smaller status calls."""
-    pod["metadata"].pop("managedFields", None)
-    return pod
-
-
-def _created(pod: JSON) -> float:
-    """The pod's creation time (unix seconds; 0 if unknown)."""
-    stamp = pod["metadata"].get("creationTimestamp")
-    try:
-        return parse_time(stamp).timestamp() if stamp else 0.0
-    except ValueError:
-        return 0.0
+WATCH_RETRY_SECONDS = 1.0
 
 
 def _unknown_at_edge(exc: InterLinkError) -> bool:
     """Whether a delete failed only because the edge does not know the pod (404): done."""
     return isinstance(exc, RemoteError) and exc.status_code == 404
-
-
-def _deleting(pod: JSON) -> bool:
-    return bool(pod["metadata"].get("deletionTimestamp"))
 
 
 def _canonical(value: Any) -> Any:
@@ -125,14 +98,13 @@ class PodController:
     edge: InterLinkClient
     metrics: VKMetrics
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _pods: dict[str, JSON] = field(default_factory=dict)  # by UID: last LIST + our patches
-    _arrivals: dict[str, JSON] = field(default_factory=dict)  # UID: new pods the watch saw
-    _stale: bool = True  # the watch saw a change that only a LIST brings in
+    listed: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the first LIST is in: the pods held are the node's."""
+    _pods: dict[str, Held] = field(default_factory=dict)  # by UID: the watch's + our patches
     _creating: set[str] = field(default_factory=set)
+    _retry_create: set[str] = field(default_factory=set)  # UIDs the edge could not take yet
     _deleting: set[str] = field(default_factory=set)
     _refused: dict[str, tuple[int, float]] = field(default_factory=dict)  # UID: tries, not before
-    _listed_at: float = 0.0  # loop time of the last LIST
-    _list_spacing: float = 0.0  # least time between LISTs caused by watch events
     _fresh: dict[str, float] = field(default_factory=dict)  # UID: loop time of its submission
     _status_took: float = 0.0  # seconds the last edge status call took
     _token_due: dict[str, float] = field(default_factory=dict)  # UID: epoch time of refresh
@@ -152,36 +124,31 @@ class PodController:
     def node(self) -> str:
         return self.config.node_name
 
-    def snapshot(self) -> list[JSON]:
-        """The node's pods as last listed (fresh within one status interval, or one watch
-        event): other loops of the VK read them instead of listing again."""
-        return list(self._pods.values())
+    def leased(self) -> list[JSON]:
+        """The node's pods that name a heartbeat Lease, as held now (for the reaper)."""
+        return [h.pod() for h in self._pods.values() if h.lease]
 
-    def tracked(self) -> list[JSON]:
+    def tracked(self) -> list[Held]:
         """Pods submitted to the edge, not terminal and not being deleted."""
-        return [
-            p
-            for p in self._pods.values()
-            if job_id(p) and not _deleting(p) and _phase(p) not in TERMINAL_PHASES
-        ]
+        return [h for h in self._pods.values() if h.tracked]
 
-    def pending(self) -> list[JSON]:
+    def pending(self) -> list[Held]:
         """Tracked pods that are not Running yet and were created less than
         ``pending_status_seconds`` ago: the ones the pending cycle asks about. Older ones (jobs
         that wait in a batch queue) wait for the full cycle, so a queue of thousands does not
         travel to the edge twice a second."""
         horizon = time.time() - self.config.pending_status_seconds
-        return [p for p in self.tracked() if _phase(p) != "Running" and _created(p) > horizon]
+        return [h for h in self.tracked() if h.phase != "Running" and h.created > horizon]
 
     def hurry(self) -> bool:
         """Whether the fast (pending) cycle should run: a pod waits to run or to be deleted."""
-        return bool(self.pending()) or any(_deleting(p) for p in self._pods.values())
+        return bool(self.pending()) or any(h.deleting for h in self._pods.values())
 
     def fast_interval(self, now: float) -> float:
         """Seconds between pending status cycles: short while a pending pod is fresh."""
         horizon = now - self.config.fresh_status_seconds
         self._fresh = {u: t for u, t in self._fresh.items() if t > horizon and u in self._pods}
-        if any(_uid(p) in self._fresh for p in self.pending()):
+        if any(h.uid in self._fresh for h in self.pending()):
             spaced = max(self.config.fresh_status_interval_seconds, 2 * self._status_took)
             return min(spaced, self.config.pending_status_interval_seconds)
         return self.config.pending_status_interval_seconds
@@ -195,30 +162,16 @@ class PodController:
             log.warning("owed deletes of node %s not read: %s", self.node, exc)
         watcher = asyncio.create_task(self._watch(stop))
         loop = asyncio.get_running_loop()
-        next_full = last_fast = loop.time()
-        next_fast = last_fast
-        listed = False
         try:
+            await self._either(stop, self.listed)
+            next_full = last_fast = loop.time()
+            next_fast = last_fast
             while not stop.is_set():
-                stale = self._stale or not listed
                 now = loop.time()
                 full, fast = now >= next_full, now >= next_fast
-                if stale and not (full or fast):  # a burst of changes: one LIST for many
-                    await asyncio.sleep(max(0.0, self._list_spacing - (now - self._listed_at)))
-                    now = loop.time()
-                # before the cycle: a change during it wakes the next one
-                self.wake.clear()
-                self._stale = False
-                arrived, self._arrivals = self._arrivals, {}
+                self.wake.clear()  # before the cycle: a change during it wakes the next one
                 try:
-                    listing = stale or full
-                    if listing:  # the LIST holds every pod that arrived before it started
-                        await self.sync_pods()
-                        listed = True
-                    else:
-                        for uid, pod in arrived.items():
-                            self._pods.setdefault(uid, pod)
-                    self._start(creates=listing or bool(arrived))
+                    self._start(full)
                     await self.owed.save()
                     if full:
                         await self.sync_status(self.tracked(), "full")
@@ -226,9 +179,8 @@ class PodController:
                     elif fast:
                         await self.sync_status(self.pending(), "pending")
                 except Exception:
-                    self._stale = True  # the next cycle lists again
                     log.exception("pod sync cycle failed; retrying")
-                self.metrics.count_pods(self._pods.values())  # after the LIST and the patches
+                self.metrics.count_pods(h.phase for h in self._pods.values())
                 if full:
                     next_full = now + self.config.status_interval_seconds
                 if full or fast:
@@ -237,82 +189,114 @@ class PodController:
                 next_fast = last_fast + self.fast_interval(loop.time())
                 due = min(next_full, next_fast) if self.hurry() else next_full
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._either(stop), max(0.0, due - loop.time()))
+                    await asyncio.wait_for(
+                        self._either(stop, self.wake), max(0.0, due - loop.time())
+                    )
         finally:
             watcher.cancel()
             for t in list(self._tasks):
                 t.cancel()
 
-    async def _either(self, stop: asyncio.Event) -> None:
-        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(self.wake.wait())]
+    @staticmethod
+    async def _either(*events: asyncio.Event) -> None:
+        waits = [asyncio.create_task(e.wait()) for e in events]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waits:
                 w.cancel()
 
+    # --- the node's pods ----------------------------------------------------------------------
+
     async def _watch(self, stop: asyncio.Event) -> None:
-        """Wake the loop on any change to the node's pods (reconnecting as needed), except
-        the echo of a change it made itself (the very version it already holds). A pod new to
-        the node is handed over as it is; any other change asks for a LIST."""
+        """Keep the held pods current: a LIST, then a watch from its resourceVersion, resumed
+        from the last version seen when it ends or fails, and a new LIST only when the server
+        cannot resume it."""
+        version = ""
         while not stop.is_set():
             try:
-                async for event, obj in self.kube.watch_pods_on_node(self.node):
-                    self._saw(event, obj)
+                if not version:
+                    version = await self.relist()
+                async for event, obj in self.kube.watch_pods_on_node(self.node, version):
+                    version = self._saw(event, obj) or version
+                continue  # the server ended the watch (its timeout): resume at once
+            except WatchExpired as exc:
+                log.info("pod watch of node %s expired (%s); listing again", self.node, exc)
+                version = ""
+                continue
             except Exception as exc:
-                log.debug("pod watch ended (%s); restarting", exc)
-            await asyncio.sleep(1)
+                log.debug("pod watch failed (%s); resuming", exc)
+            await asyncio.sleep(WATCH_RETRY_SECONDS)
 
-    def _saw(self, event: str, obj: JSON) -> None:
-        """Take one watch event: note a new pod, or that a LIST is needed; wake the loop."""
+    def _saw(self, event: str, obj: JSON) -> str:
+        """Take one watch event into the pods held; wake the loop if the pod needs it. Returns
+        the resourceVersion to resume from."""
         meta = obj.get("metadata") or {}
-        uid = str(meta.get("uid"))
-        held = (self._pods.get(uid) or {}).get("metadata") or {}
+        version = str(meta.get("resourceVersion") or "")
+        if event == "BOOKMARK":
+            return version
         if event == "DELETED":
-            self._stale = True  # the LIST drops it, from the arrivals too
-        elif event in ("ADDED", "MODIFIED") and not held:
-            self._arrivals[uid] = _slim(obj)
-        elif held.get("resourceVersion") == meta.get("resourceVersion"):
-            return  # the echo of our own patch
-        else:
-            self._stale = True
-        self.wake.set()
+            self._gone(str(meta.get("uid")))
+            return version
+        seen = Held.of(obj)
+        held = self._pods.get(seen.uid)
+        if held is not None and not held.older_than(seen):
+            return version  # the echo of our own patch, or older than it
+        self._pods[seen.uid] = seen
+        if seen.new or seen.deleting:
+            self.wake.set()
+        return version
 
-    async def sync_pods(self) -> None:
-        """List the node's pods (one LIST), forgetting what is known of pods no longer there."""
-        t0 = time.monotonic()
-        pods = await self.kube.pods_on_node(self.node)
-        self._listed_at = asyncio.get_running_loop().time()
-        # the LIST that a watch event causes waits twice as long as the last one took
-        self._list_spacing = max(MIN_LIST_SPACING, 2 * (time.monotonic() - t0))
-        listed = {_uid(p): _slim(p) for p in pods}
-        for uid, pod in self._pods.items():  # gone without a delete of ours: owed one
-            if uid not in listed and uid not in self._deleting and job_id(pod):
-                self.owed.add(Owed.of(pod))
+    def _gone(self, uid: str) -> None:
+        """A pod left Kubernetes: without a delete of ours, the edge is owed one."""
+        held = self._pods.pop(uid, None)
+        if held is not None and held.job and uid not in self._deleting:
+            self.owed.add(Owed.of(held.pod()))
+            self.wake.set()
+        self._forget(uid)
+
+    def _forget(self, uid: str) -> None:
+        for table in (self._missing, self._refused, self._token_due):
+            table.pop(uid, None)
+        self._no_refresh.discard(uid)
+        self._retry_create.discard(uid)
+        self._edge_events.forget(uid)
+
+    async def relist(self) -> str:
+        """List the node's pods (a page at a time) and hold them; a pod held before and gone
+        from the LIST went without a delete of ours. Returns the LIST's resourceVersion."""
+        listed: dict[str, Held] = {}
+        version = ""
+        async for page, at in self.kube.pages_of_pods_on_node(self.node):
+            version = at
+            for pod in page:
+                held = Held.of(pod)
+                listed[held.uid] = held
+        for uid, before in list(self._pods.items()):
+            now = listed.get(uid)
+            if now is None:
+                self._gone(uid)
+            elif not before.older_than(now):
+                listed[uid] = before  # a patch answer later than the LIST
         self._pods = listed
-        self._missing = {u: t for u, t in self._missing.items() if u in listed}
-        self._refused = {u: r for u, r in self._refused.items() if u in self._pods}
-        self._token_due = {u: t for u, t in self._token_due.items() if u in self._pods}
-        self._no_refresh &= self._pods.keys()
+        self.listed.set()
+        self.wake.set()
+        return version
 
-    def _start(self, creates: bool) -> None:
-        """Start the deletions due (one the edge refused is tried again after a backoff),
-        then, right after a LIST (``creates``), the creations of new pods (one that must be
-        tried again waits for the next LIST)."""
+    def _start(self, full: bool) -> None:
+        """Start the deletions due (one the edge refused is tried again after a backoff), the
+        deletes owed, and the creations of new pods (one the edge could not take is tried again
+        at the next ``full`` cycle)."""
         now = time.monotonic()
-        for uid, pod in list(self._pods.items()):
-            if _deleting(pod) and uid not in self._deleting:
+        for uid, held in list(self._pods.items()):
+            if held.deleting and uid not in self._deleting:
                 if now >= self._refused.get(uid, (0, 0.0))[1]:
-                    self._spawn(self._delete(pod), self._deleting, uid)
+                    self._spawn(self._delete(held), self._deleting, uid)
+            elif held.new and uid not in self._creating and (full or uid not in self._retry_create):
+                self._spawn(self._create(held), self._creating, uid)
         for item in self.owed.due():
             if item.uid not in self._deleting:
                 self._spawn(self._delete_owed(item), self._deleting, item.uid)
-        if not creates:
-            return
-        for uid, pod in list(self._pods.items()):
-            new = not (_deleting(pod) or _phase(pod) in TERMINAL_PHASES or job_id(pod))
-            if new and uid not in self._creating:
-                self._spawn(self._create(pod), self._creating, uid)
 
     def _backoff(self, uid: str) -> None:
         """Remember a refused deletion: the next try waits longer, up to the slow interval."""
@@ -346,14 +330,27 @@ class PodController:
         task.add_done_callback(self._tasks.discard)
 
     def _remember(self, pod: JSON) -> None:
-        """Keep the answer of a patch as the pod's latest known state."""
-        if pod.get("metadata", {}).get("uid") in self._pods:
-            self._pods[_uid(pod)] = _slim(pod)
+        """Keep the answer of a patch as the pod's latest known state (unless the watch
+        already brought a later one)."""
+        held = self._pods.get(str(pod.get("metadata", {}).get("uid")))
+        if held is not None:
+            answer = Held.of(pod)
+            if held.older_than(answer):
+                self._pods[answer.uid] = answer
 
     # --- create -------------------------------------------------------------------------------
 
-    async def _create(self, pod: JSON) -> bool:
-        """Submit the pod; False when it must be tried again later."""
+    async def _create(self, held: Held) -> bool:
+        """Submit the pod; False when it must be tried again (at the next full cycle)."""
+        self._retry_create.add(held.uid)  # unless it went through
+        done = await self._submit(held.pod())
+        if done:
+            self._retry_create.discard(held.uid)
+        return done
+
+    async def _submit(self, pod: JSON) -> bool:
+        """Send the pod to the edge and annotate it with its job id; False when it must be
+        tried again later."""
         meta = pod["metadata"]
         try:
             request = await self._create_request(pod)
@@ -380,7 +377,7 @@ class PodController:
             self.owed.add(Owed.of(pod, answer.PodJID))  # the pod went while it was submitted
             return True
         self._remember(patched)
-        self._fresh[_uid(pod)] = asyncio.get_running_loop().time()
+        self._fresh[str(meta["uid"])] = asyncio.get_running_loop().time()
         await self.kube.event(
             pod, "Submitted", f"submitted to the edge as job {answer.PodJID}", self.node
         )
@@ -501,10 +498,11 @@ class PodController:
         """Start a refresh for every running pod whose service-account tokens are due."""
         now = time.time()
         fraction = self.config.token_refresh_fraction
-        for pod in self.tracked():
-            uid = _uid(pod)
+        for held in self.tracked():
+            uid = held.uid
             if uid in self._refreshing or uid in self._no_refresh:
                 continue
+            pod = held.pod()
             due = self._token_due.get(uid)
             if due is None:
                 due = adopted_refresh_at(pod, fraction)
@@ -518,7 +516,7 @@ class PodController:
     async def _refresh(self, pod: JSON) -> bool:
         """New tokens (and the current ConfigMaps and Secrets) for a running pod's volumes,
         sent to the edge; a failure is retried at the next full cycle."""
-        uid = _uid(pod)
+        uid = str(pod["metadata"]["uid"])
         retry = time.time() + self.config.status_interval_seconds
         self._token_due.pop(uid, None)
         try:
@@ -547,14 +545,14 @@ class PodController:
 
     # --- status -------------------------------------------------------------------------------
 
-    async def sync_status(self, pods: list[JSON], kind: str) -> None:
+    async def sync_status(self, pods: list[Held], kind: str) -> None:
         """One status call for ``pods``; their changed statuses patched, with Events."""
         if not pods:
             return
         t0 = time.perf_counter()
         try:
             async with self.metrics.edge_call("status"):
-                remote = await self.edge.status(pods)
+                remote = await self.edge.status(encoded(pods))
         except InterLinkError as exc:
             log.warning("status from the edge failed (%s); pods keep their last state", exc)
             return
@@ -564,53 +562,51 @@ class PodController:
         # not self._sem: the loop's own patches must not queue behind a burst of creates
         sem = asyncio.Semaphore(self.config.create_concurrency)
 
-        async def one(pod: JSON) -> None:
-            if _uid(pod) not in self._pods:
-                return  # deleted meanwhile
+        async def one(uid: str) -> None:
             async with sem:
-                answer = by_uid.get(_uid(pod))
+                held = self._pods.get(uid)
+                if held is None:
+                    return  # deleted meanwhile
+                answer = by_uid.get(uid)
                 try:
                     if answer is None:
-                        await self._unanswered(pod)
+                        await self._unanswered(held)
                     else:
-                        self._missing.pop(_uid(pod), None)
-                        await self._apply(pod, answer)
+                        self._missing.pop(uid, None)
+                        await self._apply(held.pod(), answer)
                 except Exception as exc:  # one pod's patch does not hold up the others
-                    meta = pod["metadata"]
-                    log.warning(
-                        "status of %s/%s not written: %r", meta["namespace"], meta["name"], exc
-                    )
+                    log.warning("status of %s/%s not written: %r", held.namespace, held.name, exc)
 
-        await asyncio.gather(*(one(p) for p in pods))
+        await asyncio.gather(*(one(h.uid) for h in pods))
         self.metrics.status_cycle.labels(kind).observe(time.perf_counter() - t0)
 
-    async def _unanswered(self, pod: JSON) -> None:
+    async def _unanswered(self, held: Held) -> None:
         """A pod the edge's answer left out keeps its last state; once that lasted
         ``lost_after_seconds`` it is asked about alone, and Failed (``ProviderLost``) if the
         edge still leaves it out."""
-        uid, now = _uid(pod), time.monotonic()
+        uid, now = held.uid, time.monotonic()
         since = self._missing.setdefault(uid, now)
         if now - since < self.config.lost_after_seconds:
             return
         try:
-            alone = [s for s in await self.edge.status([pod]) if s.UID == uid]
+            alone = [s for s in await self.edge.status(encoded([held])) if s.UID == uid]
         except InterLinkError as exc:
             log.warning("status of pod %s alone failed (%s); it keeps its last state", uid, exc)
             return
         if alone:
             self._missing.pop(uid, None)
-            await self._apply(pod, alone[0])
+            await self._apply(held.pod(), alone[0])
             return
         why = (
-            f"the edge has not reported job {job_id(pod)} of this pod for {now - since:.0f} s, "
+            f"the edge has not reported job {held.job} of this pod for {now - since:.0f} s, "
             "not even when asked for it alone"
         )
-        await self._fail(pod, "ProviderLost", why)
+        await self._fail(held.pod(), "ProviderLost", why)
 
     async def _apply(self, pod: JSON, answer: PodStatus) -> None:
         """Patch the pod's status if it changed; an Event on a phase transition, and the
         kubelet Events the edge recorded since the last answer."""
-        for event in self._edge_events.new(_uid(pod), answer.events):
+        for event in self._edge_events.new(str(pod["metadata"]["uid"]), answer.events):
             warning = event.get("type") == "Warning"
             reason, message = str(event.get("reason", "")), str(event.get("message", ""))
             await self.kube.event(pod, reason, message, self.node, warning=warning)
@@ -632,10 +628,10 @@ class PodController:
 
     # --- delete -------------------------------------------------------------------------------
 
-    async def _delete(self, pod: JSON) -> bool:
+    async def _delete(self, held: Held) -> bool:
         """Delete remotely, then for good; False when the edge refused (retried)."""
-        uid = _uid(pod)
-        if job_id(pod):
+        uid, pod = held.uid, held.pod()
+        if held.job:
             try:
                 async with self.metrics.edge_call("delete"):
                     await self.edge.delete(pod)
@@ -649,9 +645,8 @@ class PodController:
                     return False
         await self.kube.delete_pod(pod, grace=0)
         self._pods.pop(uid, None)
-        self._edge_events.forget(uid)
-        self._refused.pop(uid, None)
-        log.info("pod %s/%s deleted", pod["metadata"]["namespace"], pod["metadata"]["name"])
+        self._forget(uid)
+        log.info("pod %s/%s deleted", held.namespace, held.name)
         return True
 
     async def _delete_owed(self, item: Owed) -> bool:

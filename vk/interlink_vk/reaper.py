@@ -51,7 +51,7 @@ class HeartbeatReaper:
 
     kube: Kube
     config: VKConfig
-    pods: Callable[[], list[JSON]]  # the node's pods as the pod controller last listed them
+    pods: Callable[[], list[JSON]]  # the node's pods that name a Lease, as the VK holds them
     metrics: VKMetrics
     _reaped: set[str] = field(default_factory=set)  # UIDs deleted, until they leave the list
 
