@@ -26,10 +26,17 @@ class World:
     """A plugin (SLURM on ``partition``, or ``local`` when ``partition`` is None) and its API
     server (shared by k8s and direct), one VK process, one namespace."""
 
-    def __init__(self, root: Path, k8s: K8sInfo, partition: str | None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        k8s: K8sInfo,
+        partition: str | None,
+        plugin_settings: dict[str, Any] | None = None,
+    ) -> None:
         self.root = root
         self.k8s = k8s
         self.partition = partition
+        self.plugin_settings = plugin_settings or {}
         self.node = f"bench-{uuid.uuid4().hex[:6]}"
         self.ns = f"bench-{uuid.uuid4().hex[:6]}"
         self.ip = loopback_ip()
@@ -60,11 +67,10 @@ class World:
 
     async def start(self) -> None:
         if self.partition is None:
-            self.plugin = start_plugin(self.root / "plugin")
+            self.plugin = start_plugin(self.root / "plugin", config=self.plugin_settings)
         else:
-            self.plugin = start_plugin(
-                self.root / "plugin", "slurm", {"runtime": "host", "partition": self.partition}
-            )
+            settings = {"runtime": "host", "partition": self.partition, **self.plugin_settings}
+            self.plugin = start_plugin(self.root / "plugin", "slurm", settings)
         self.api = start_api(
             self.root / "api",
             {"plugin": {"url": self.plugin.url}, "auth": {"insecure_dev_token": TOKEN}},
