@@ -210,6 +210,14 @@ async def _log_with(c: InterLinkClient, pod: dict[str, Any], marker: bytes) -> b
     return text if marker in text else b""
 
 
+def _leftover(pod_dir: Path, user: str) -> None:
+    """A pod directory the tenant already owns, with a file the plugin may not remove."""
+    pod_dir.mkdir(mode=0o700)
+    (pod_dir / "job.sh").write_text("echo stale\n")
+    for path in (pod_dir / "job.sh", pod_dir):
+        shutil.chown(path, user, user)
+
+
 def _process_user(pid: int) -> str:
     uid = Path(f"/proc/{pid}").stat().st_uid
     return pwd.getpwuid(uid).pw_name
@@ -218,13 +226,14 @@ def _process_user(pid: int) -> str:
 async def test_jobs_run_as_the_tenants_users_through_sudo(
     site: Site, vk_a: InterLinkClient, vk_b: InterLinkClient
 ) -> None:
-    """The plugin (not root) submits each tenant's job as its user through sudo; it reads
-    their states and logs; A's job cannot enter B's directory; delete cancels through sudo
-    and removes the directory."""
+    """The plugin (not root) submits each tenant's job as its user through sudo (taking back
+    a leftover directory first); it reads their states and logs; A's job cannot enter B's
+    directory; delete cancels through sudo and removes the directory."""
     assert _process_user(site.plugin.proc.pid) == PLUGIN_USER
     pod_b = shell_pod("job", "id -un; echo done-b")
-    await vk_b.create(PodCreateRequests(pod=pod_b))
     dir_b = WORK / pod_b["metadata"]["uid"]
+    _leftover(dir_b, "il-tenant-b")  # as if a create was killed after the hand-over
+    await vk_b.create(PodCreateRequests(pod=pod_b))
     probe = f"id -un; ls {shlex.quote(str(dir_b))} 2>&1; echo ls-rc=$?; echo probed; sleep 300"
     pod_a = shell_pod("job", probe)
     job_a = (await vk_a.create(PodCreateRequests(pod=pod_a))).PodJID

@@ -43,6 +43,7 @@ from interlink_plugins.slurm.tenancy import (
     submit_argv,
     sudo_refusal,
     tenant_settings,
+    umask_problem,
 )
 
 ALICE = UnixAccount(user="alice", group="physics", uid=1001, gid=2001)
@@ -266,6 +267,20 @@ def test_a_pod_directory_for_sudo_stays_in_the_plugins_group(tmp_path: Path) -> 
     share_with_plugin(tmp_path)
     assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o2770
     assert stat.S_IMODE((tmp_path / "kube-events").stat().st_mode) == 0o640
+
+
+def test_a_umask_that_keeps_the_plugins_group_out_is_refused() -> None:
+    before = os.umask(0o077)
+    try:
+        assert umask_problem() == (
+            "submit_as: sudo: the plugin's umask 0077 keeps its group out of the jobs' logs and "
+            "status files (the jobs inherit it): run the plugin with umask 027 (systemd: "
+            "UMask=0027)"
+        )
+        os.umask(0o027)
+        assert umask_problem() is None
+    finally:
+        os.umask(before)
 
 
 def test_the_world_writes_the_documented_sudo_rule() -> None:

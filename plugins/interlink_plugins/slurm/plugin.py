@@ -193,6 +193,8 @@ class SlurmPlugin(Plugin):
         adopted = await orphan_job(settings.squeue, settings.state_path, settings.jobs_path / uid)
         if adopted is not None:  # submitted by a create the plugin was killed in
             return adopted
+        if account is not None:  # a leftover the tenant owns (a create killed after handover)
+            await self._reclaim(settings.jobs_path / uid)
         async with new_pod_dir(settings.jobs_path, uid) as pod_dir:
             plan, files = await asyncio.to_thread(build_job, data, settings, pod_dir)
             job_files = {"job.sh": plan.script, **files}
