@@ -1,5 +1,6 @@
-"""hostPath volumes in the local plugin: refused unless ``host_path_prefixes`` names a prefix
-of the path (the rule itself: interlink_core.hostpaths, tested in test_tenants.py)."""
+"""hostPath volumes in the local and HTCondor plugins: refused unless ``host_path_prefixes``
+names a prefix of the path (the rule itself: interlink_core.hostpaths, tested in
+test_tenants.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 
 from interlink_core.errors import BadRequest
 from interlink_core.models import RetrievedPodData
+from interlink_plugins.htcondor.config import HTCondorConfig
+from interlink_plugins.htcondor.plugin import HTCondorPlugin
 from interlink_plugins.local.plugin import LocalConfig, LocalPlugin
 
 UID = "hp-1"
@@ -50,3 +53,23 @@ def test_the_local_plugin_refuses_host_paths_outside_its_prefixes(tmp_path: Path
         message = refused(plugin, outside)
         assert message.startswith(f"spec.volumes[0].hostPath.path: {outside!r} is not a host")
         assert f"(allowed prefixes: {shared})" in message
+
+
+class NoSchedd:
+    """A schedd a refused pod never reaches."""
+
+    def submit(self, desc: dict[str, str]) -> int:
+        raise AssertionError("a refused pod was submitted")
+
+
+def test_the_htcondor_plugin_refuses_host_paths_outside_its_prefixes(tmp_path: Path) -> None:
+    cfg = HTCondorConfig(state_dir=tmp_path / "state", host_path_prefixes=[tmp_path / "shared"])
+    plugin = HTCondorPlugin(cfg, schedd=NoSchedd())  # type: ignore[arg-type]
+    with pytest.raises(BadRequest) as err:
+        asyncio.run(plugin.submit(RetrievedPodData(pod=host_pod("/etc"))))
+    assert err.value.message == (
+        f"spec.volumes[0].hostPath.path: '/etc' is not a host path this site shares with pods "
+        f"(allowed prefixes: {tmp_path / 'shared'}); the site admin may add a prefix to "
+        "host_path_prefixes"
+    )
+    assert not (cfg.jobs_path / UID).exists()

@@ -43,6 +43,11 @@ class HTCondorConfig(PluginConfig):
         "directory is sent with the job and the per-container logs and exit files come back "
         "when the job exits or is evicted.",
     )
+    host_path_prefixes: list[Path] = Field(
+        default_factory=list,
+        description="Host directories pods may mount as hostPath volumes (below these "
+        "prefixes, symlinks resolved); any other hostPath volume is refused (default: none).",
+    )
     runtime: Literal["apptainer", "singularity", "host"] = "apptainer"
     apptainer: ApptainerConfig = Field(default_factory=ApptainerConfig)
     universe: str = "vanilla"

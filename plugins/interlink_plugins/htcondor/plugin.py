@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar, cast
 
+from interlink_core.hostpaths import refuse_host_paths
 from interlink_core.jobfiles import (
     assemble_pod_status,
     base_status,
@@ -108,6 +109,7 @@ class HTCondorPlugin(Plugin):
 
     async def submit_for(self, data: RetrievedPodData, tenant: str | None) -> Submitted:
         """:meth:`submit` with the tenant's accounting group (with a tenant map)."""
+        refuse_host_paths(data.pod, self.settings.host_path_prefixes)
         found = None
         if self.tenants is not None:
             found = self.tenants.get(tenant or "", "the plugin's tenants_file")
