@@ -19,7 +19,7 @@ from interlink_core.doctor import Report, check_tenants
 from interlink_core.errors import BadRequest, ConfigError, Forbidden
 from interlink_core.hostpaths import refuse_host_paths
 from interlink_core.models import RetrievedPodData
-from interlink_core.store import JobStore
+from interlink_core.store import JobRecord, JobStore
 from interlink_core.tenancy import TenantRegistry
 from interlink_core.tenants import (
     Quota,
@@ -31,6 +31,7 @@ from interlink_core.tenants import (
 )
 from interlink_plugins.htcondor.config import HTCondorConfig
 from interlink_plugins.htcondor.submit import build_submit
+from interlink_plugins.slurm import plugin as slurm_plugin
 from interlink_plugins.slurm.config import DEFAULT_ALLOWED_FLAGS, SlurmConfig
 from interlink_plugins.slurm.tenancy import (
     cancel_argv,
@@ -281,6 +282,35 @@ def test_a_umask_that_keeps_the_plugins_group_out_is_refused() -> None:
         assert umask_problem() is None
     finally:
         os.umask(before)
+
+
+async def test_a_grace_file_the_job_made_a_symlink_does_not_block_the_delete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job owns its directory: a ``grace`` it made a symlink is neither followed nor a
+    reason to fail; the runner is still signalled (and takes the pod spec's grace)."""
+    pod_dir = tmp_path / "u-1"
+    pod_dir.mkdir()
+    target = tmp_path / "not-the-jobs"
+    target.write_text("kept")
+    (pod_dir / "grace").symlink_to(target)
+    calls: list[list[str]] = []
+
+    async def fake_run(argv: list[str]) -> tuple[int, str, str]:
+        calls.append(argv)
+        return 0, "", ""
+
+    monkeypatch.setattr(slurm_plugin, "run", fake_run)
+    plugin = slurm_plugin.SlurmPlugin(slurm_plugin.SlurmPluginConfig(state_dir=tmp_path / "st"))
+
+    async def gone(job_ids: list[str]) -> dict[str, Any]:
+        return {}
+
+    monkeypatch.setattr(plugin, "_squeue", gone)
+    record = JobRecord(uid="u-1", namespace="ns", name="p", job_id="7", data={"dir": str(pod_dir)})
+    await plugin._stop_runner(record, pod())
+    assert target.read_text() == "kept"
+    assert calls == [["scancel", "--batch", "--signal=TERM", "7"]]
 
 
 def test_the_world_writes_the_documented_sudo_rule() -> None:

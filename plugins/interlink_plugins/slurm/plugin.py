@@ -12,6 +12,7 @@ same squeue/sacct answers) and the logs from its output file (see :mod:`.scratch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import time
@@ -317,7 +318,9 @@ class SlurmPlugin(Plugin):
         grace = 30.0 if grace is None else max(0.0, float(grace))
         pod_dir = Path(str(record.data.get("dir", "")))
         # the tenant's job owns the directory: no symlink there is followed; its runner reads it
-        await asyncio.to_thread(beneath.write_text, pod_dir, "grace", str(grace), 0o644)
+        # (one the job made unwritable: the runner takes the pod spec's grace period instead)
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(beneath.write_text, pod_dir, "grace", str(grace), 0o644)
         self.calls.scancel += 1
         argv = cancel_argv(self.settings, self._account(record), [self.settings.scancel])
         rc, _, _ = await run([*argv, "--batch", "--signal=TERM", record.job_id])
