@@ -467,7 +467,7 @@ _VOLUME_ROWS = (
         "`hostPath`",
         "volume",
         "hostPath",
-        honoured("the node's path (see the plugin's page for what the site allows)"),
+        honoured("the node's path, below one of the plugin's `host_path_prefixes` (else refused)"),
         is_set=lambda v: False,
     ),
     Row(
