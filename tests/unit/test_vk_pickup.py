@@ -12,7 +12,7 @@ from typing import Any
 from interlink_core.errors import BackendUnavailable
 from interlink_core.models import CreateStruct, PodCreateRequests
 from interlink_vk.config import VKConfig
-from interlink_vk.held import Held, encoded
+from interlink_vk.held import Held, batches, encoded
 from interlink_vk.kube import WatchExpired
 from interlink_vk.metrics import VKMetrics
 from interlink_vk.pods import PodController
@@ -258,3 +258,34 @@ def test_the_pending_cycle_leaves_long_queued_pods_to_the_full_cycle() -> None:
         vk._pods[uid] = Held.of(p)
     assert [h.uid for h in vk.pending()] == ["new"]
     assert {h.uid for h in vk.tracked()} == {"new", "queued"}
+
+
+def held_of_size(uid: str, size: int) -> Held:
+    return Held(uid, "n", uid, "1", "Running", f"job-{uid}", False, 0.0, "", b"x" * size)
+
+
+def test_status_batches_are_the_fewest_under_the_byte_limit() -> None:
+    a, b, c = (held_of_size(u, 99) for u in "abc")
+    # [a,b] is 1 + 99 + 1 + 99 + 1 = 201 bytes; [a] 101
+    assert batches([a, b, c], 203) == [[a, b], [c]]
+    assert batches([a, b, c], 200) == [[a], [b], [c]]
+    assert batches([held_of_size("big", 500), a], 200) == [[held_of_size("big", 500)], [a]]
+    assert len(encoded([a, b])) == 201
+
+
+async def test_a_status_cycle_past_the_byte_limit_takes_more_calls_not_fewer_pods() -> None:
+    sent: list[list[str]] = []
+
+    class CountingEdge(FakeEdge):
+        async def status(self, pods: bytes) -> list[Any]:
+            sent.append([p["metadata"]["uid"] for p in json.loads(pods)])
+            return []
+
+    config = VKConfig(
+        node_name="vn", edge={"url": "http://edge", "token": "t"}, status_call_max_bytes=65536
+    )
+    vk = PodController(FakeKube(), config, CountingEdge(), VKMetrics())  # type: ignore[arg-type]
+    pods = [Held.of(pod(f"{i:03d}", annotations={"pad": "x" * 1000})) for i in range(100)]
+    await vk.sync_status(pods, "full")
+    assert len(sent) == 2  # ~110 KB of pods, 64 KB at most a call
+    assert [u for call in sent for u in call] == [f"{i:03d}" for i in range(100)]

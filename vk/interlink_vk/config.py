@@ -148,6 +148,13 @@ class VKConfig(StrictModel):
         "pending_status_interval_seconds; afterwards (a job waiting in the batch queue) only "
         "in the full cycle.",
     )
+    status_call_max_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Largest /status request body: pods beyond it go in a further call of the "
+        "same cycle (about 4,000 pods of 2 KB a call). Keep it below the API server's "
+        "max_request_bytes (16 MiB by default).",
+    )
     fresh_status_interval_seconds: float = Field(
         default=0.1,
         gt=0,

@@ -82,6 +82,21 @@ def encoded(pods: list[Held]) -> bytes:
     return b"[" + b",".join(h.raw for h in pods) + b"]"
 
 
+def batches(pods: list[Held], max_bytes: int) -> list[list[Held]]:
+    """``pods`` in order, in the fewest runs whose :func:`encoded` body is at most
+    ``max_bytes`` (a pod larger than that alone goes in a run of its own)."""
+    runs: list[list[Held]] = []
+    size = max_bytes + 1  # the first pod starts a run
+    for held in pods:
+        cost = len(held.raw) + 1  # its JSON and a comma (or a bracket)
+        if size + cost > max_bytes:
+            runs.append([])
+            size = 1
+        runs[-1].append(held)
+        size += cost
+    return runs
+
+
 def _created(stamp: object) -> float:
     try:
         return parse_time(str(stamp)).timestamp() if stamp else 0.0

@@ -46,7 +46,7 @@ from interlink_core.models import JSON, PodCreateRequests, PodStatus
 from interlink_core.podspec import field_value, object_refs
 
 from .config import JOB_ID_ANNOTATION, VKConfig
-from .held import Held, encoded
+from .held import Held, batches, encoded
 from .kube import Kube, WatchExpired, status_code
 from .metrics import VKMetrics
 from .owed import Owed, OwedDeletes
@@ -546,19 +546,21 @@ class PodController:
     # --- status -------------------------------------------------------------------------------
 
     async def sync_status(self, pods: list[Held], kind: str) -> None:
-        """One status call for ``pods``; their changed statuses patched, with Events."""
+        """One status call for ``pods`` (more if their JSON passes ``status_call_max_bytes``);
+        their changed statuses patched, with Events."""
         if not pods:
             return
         t0 = time.perf_counter()
-        try:
-            async with self.metrics.edge_call("status"):
-                remote = await self.edge.status(encoded(pods))
+        by_uid: dict[str, PodStatus] = {}
+        try:  # one call, unless the body would pass status_call_max_bytes
+            for run in batches(pods, self.config.status_call_max_bytes):
+                async with self.metrics.edge_call("status"):
+                    by_uid.update((s.UID, s) for s in await self.edge.status(encoded(run)))
         except InterLinkError as exc:
             log.warning("status from the edge failed (%s); pods keep their last state", exc)
             return
         finally:
             self._status_took = time.perf_counter() - t0
-        by_uid: dict[str, PodStatus] = {s.UID: s for s in remote}
         # not self._sem: the loop's own patches must not queue behind a burst of creates
         sem = asyncio.Semaphore(self.config.create_concurrency)
 
