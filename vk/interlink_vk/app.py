@@ -131,6 +131,8 @@ def _run(args: argparse.Namespace) -> int:
     if problem:
         raise ConfigError(problem)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    if logging.getLogger().level > logging.DEBUG:  # a line per Kubernetes request: debug only
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.remove_node:
         asyncio.run(remove_node(config, args.stop_deployment, args.remove_timeout))
     else:
