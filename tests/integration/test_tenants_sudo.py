@@ -8,6 +8,7 @@ test_tenants_batch.py proves the same for the plugin as root (``sbatch --uid``).
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
@@ -140,9 +141,48 @@ def site(slurm: SlurmInfo, issuer: Issuer) -> Iterator[Site]:
     need(os.geteuid() == 0, "starting the plugin as il-plugin needs root")
     need(shutil.which("sudo") is not None, "sudo: run tests/world/system-up")
     need(_users_exist() and RULE.exists(), f"users and {RULE}: run tests/world/tenant-users")
-    interlink = _interlink_for_plugin_user()
-    need(interlink is not None, f"no Python that {PLUGIN_USER} may run with this environment")
-    assert interlink is not None
+    with contextlib.ExitStack() as undo:
+        interlink = _interlink_for_plugin_user()
+        if interlink is None:  # the checkout or the interpreter sits below e.g. /root (0700)
+            undo.enter_context(_traversable(_python_paths()))
+            interlink = _interlink_for_plugin_user()
+        need(interlink is not None, f"no Python that {PLUGIN_USER} may run with this environment")
+        assert interlink is not None
+        yield from _site(interlink, issuer)
+
+
+def _python_paths() -> list[Path]:
+    """What the plugin's Python reads: the interpreter, this environment's packages, the
+    checkout (an editable install)."""
+    return [
+        Path(sys.executable).resolve(),
+        Path(sys.base_prefix),
+        *(Path(d) for d in pysite.getsitepackages()),
+        Path(__file__).resolve().parents[2],
+    ]
+
+
+@contextlib.contextmanager
+def _traversable(paths: list[Path]) -> Iterator[None]:
+    """Let others traverse (``o+x``: enter, not list) the directories above ``paths`` while
+    the test runs, as a site installs a plugin where its user can read it; the modes are put
+    back afterwards."""
+    changed: list[tuple[Path, int]] = []
+    try:
+        for path in paths:
+            for d in reversed(path.resolve().parents):
+                mode = stat.S_IMODE(d.stat().st_mode)
+                if not mode & stat.S_IXOTH and d not in dict(changed):
+                    d.chmod(mode | stat.S_IXOTH)
+                    changed.append((d, mode))
+        yield
+    finally:
+        for d, mode in reversed(changed):
+            d.chmod(mode)
+
+
+def _site(interlink: list[str], issuer: Issuer) -> Iterator[Site]:
+    """The API server and the SLURM plugin as ``il-plugin`` through sudo, two tenants."""
     # the plugin's own directory (config, state_dir 0700, socket), outside root's /tmp tree
     root = Path(tempfile.mkdtemp(prefix="il-sudo-", dir="/tmp"))
     shutil.chown(root, PLUGIN_USER, PLUGIN_USER)
