@@ -244,11 +244,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="bench-stack-"))
     announce = args.announce_cpu if args.announce_cpu is not None else args.n
     plugin_settings = {"announce_cpu": announce} if announce else {}
-    world = World(root, k8s, slurm.partition, plugin_settings)
+    vk_settings = {"create_concurrency": args.create_concurrency} if args.create_concurrency else {}
+    world = World(root, k8s, slurm.partition, plugin_settings, vk_settings)
     out: dict[str, Any] = {
         "n": args.n,
         "life_seconds": args.life,
         "announce_cpu": announce or "SLURM's (what it runs at once)",
+        "vk_create_concurrency": args.create_concurrency or "the VK's default",
         "raw": [],
         "stack": [],
     }
@@ -293,6 +295,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="pods (and raw jobs) per side")
     parser.add_argument("--life", type=int, default=20, help="seconds each job sleeps")
     parser.add_argument("--rounds", type=int, default=1, help="raw/stack pairs before a last raw")
+    parser.add_argument(
+        "--create-concurrency",
+        type=int,
+        default=0,
+        help="the VK's create_concurrency (default: the VK's default)",
+    )
     parser.add_argument(
         "--announce-cpu",
         type=int,

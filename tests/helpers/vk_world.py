@@ -32,11 +32,13 @@ class World:
         k8s: K8sInfo,
         partition: str | None,
         plugin_settings: dict[str, Any] | None = None,
+        vk_settings: dict[str, Any] | None = None,
     ) -> None:
         self.root = root
         self.k8s = k8s
         self.partition = partition
         self.plugin_settings = plugin_settings or {}
+        self.vk_settings = vk_settings or {}
         self.node = f"bench-{uuid.uuid4().hex[:6]}"
         self.ns = f"bench-{uuid.uuid4().hex[:6]}"
         self.ip = loopback_ip()
@@ -78,7 +80,13 @@ class World:
         kubectl(self.k8s, "create", "namespace", self.ns)
         # the VK's defaults for everything that is not where to find things
         self.vk = start_vk_process(
-            self.k8s, self.root, self.node, self.api.url, TOKEN, internal_ip=self.ip
+            self.k8s,
+            self.root,
+            self.node,
+            self.api.url,
+            TOKEN,
+            internal_ip=self.ip,
+            **self.vk_settings,
         )
         stop_csr = asyncio.Event()
         approver = asyncio.create_task(approve_csr(self.k8s, self.node, stop_csr))
