@@ -24,14 +24,14 @@ import pytest
 import yaml
 
 from interlink_core.client import (
-    ClientCredentials,
     InterLinkClient,
     RemoteError,
     Retry,
     static_token,
 )
-from interlink_core.models import LogStruct, PodCreateRequests
+from interlink_core.models import PodCreateRequests
 from tests.helpers.slurm import SlurmInfo, squeue_field
+from tests.helpers.tenants import main_log, tenant_client
 from tests.helpers.world import (
     REPO,
     Issuer,
@@ -116,30 +116,16 @@ def site(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def client(site: Site, issuer: Issuer, client_id: str) -> InterLinkClient:
-    tokens = ClientCredentials(
-        issuer.url, client_id, issuer.info["clients"][client_id], ca_file=issuer.ca_file
-    )
-    return InterLinkClient(site.api.url, token=tokens, retry=Retry(attempts=3, base_delay=0.2))
-
-
 @pytest.fixture
 async def vk_a(site: Site, issuer: Issuer) -> AsyncIterator[InterLinkClient]:
-    async with client(site, issuer, "vk-cluster-a") as c:
+    async with tenant_client(site.api.url, issuer, "vk-cluster-a") as c:
         yield c
 
 
 @pytest.fixture
 async def vk_b(site: Site, issuer: Issuer) -> AsyncIterator[InterLinkClient]:
-    async with client(site, issuer, "vk-cluster-b") as c:
+    async with tenant_client(site.api.url, issuer, "vk-cluster-b") as c:
         yield c
-
-
-def log_request(pod: dict[str, Any]) -> LogStruct:
-    m = pod["metadata"]
-    return LogStruct(
-        Namespace=m["namespace"], PodUID=m["uid"], PodName=m["name"], ContainerName="main"
-    )
 
 
 async def running(c: InterLinkClient, pod: dict[str, Any]) -> bool:
@@ -193,7 +179,7 @@ async def test_same_names_run_as_their_own_users_and_cannot_touch_each_other(
 
 
 async def _log_with(c: InterLinkClient, pod: dict[str, Any], marker: bytes) -> bytes:
-    text = await c.logs(log_request(pod))
+    text = await c.logs(main_log(pod))
     return text if marker in text else b""
 
 

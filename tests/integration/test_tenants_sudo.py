@@ -28,14 +28,14 @@ import pytest
 import yaml
 
 from interlink_core.client import (
-    ClientCredentials,
     InterLinkClient,
     RemoteError,
     Retry,
     static_token,
 )
-from interlink_core.models import LogStruct, PodCreateRequests
+from interlink_core.models import PodCreateRequests
 from tests.helpers.slurm import SlurmInfo, squeue_field
+from tests.helpers.tenants import main_log, tenant_client
 from tests.helpers.world import (
     Issuer,
     Service,
@@ -213,30 +213,16 @@ def _site(interlink: list[str], issuer: Issuer) -> Iterator[Site]:
         shutil.rmtree(WORK, ignore_errors=True)
 
 
-def _client(site: Site, issuer: Issuer, client_id: str) -> InterLinkClient:
-    tokens = ClientCredentials(
-        issuer.url, client_id, issuer.info["clients"][client_id], ca_file=issuer.ca_file
-    )
-    return InterLinkClient(site.api.url, token=tokens, retry=Retry(attempts=3, base_delay=0.2))
-
-
 @pytest.fixture
 async def vk_a(site: Site, issuer: Issuer) -> AsyncIterator[InterLinkClient]:
-    async with _client(site, issuer, "vk-cluster-a") as c:
+    async with tenant_client(site.api.url, issuer, "vk-cluster-a") as c:
         yield c
 
 
 @pytest.fixture
 async def vk_b(site: Site, issuer: Issuer) -> AsyncIterator[InterLinkClient]:
-    async with _client(site, issuer, "vk-cluster-b") as c:
+    async with tenant_client(site.api.url, issuer, "vk-cluster-b") as c:
         yield c
-
-
-def _log_request(pod: dict[str, Any]) -> LogStruct:
-    m = pod["metadata"]
-    return LogStruct(
-        Namespace=m["namespace"], PodUID=m["uid"], PodName=m["name"], ContainerName="main"
-    )
 
 
 async def _state(c: InterLinkClient, pod: dict[str, Any], key: str) -> dict[str, Any] | None:
@@ -246,7 +232,7 @@ async def _state(c: InterLinkClient, pod: dict[str, Any], key: str) -> dict[str,
 
 
 async def _log_with(c: InterLinkClient, pod: dict[str, Any], marker: bytes) -> bytes:
-    text = await c.logs(_log_request(pod))
+    text = await c.logs(main_log(pod))
     return text if marker in text else b""
 
 
@@ -283,7 +269,7 @@ async def test_jobs_run_as_the_tenants_users_through_sudo(
         await until(lambda: _state(vk_a, pod_a, "running"), 120, "A's pod running")
         done = await until(lambda: _state(vk_b, pod_b, "terminated"), 120, "B's pod ended")
         assert done["exitCode"] == 0, done
-        assert await vk_b.logs(_log_request(pod_b)) == b"il-tenant-b\ndone-b\n"
+        assert await vk_b.logs(main_log(pod_b)) == b"il-tenant-b\ndone-b\n"
         log_a = await until(lambda: _log_with(vk_a, pod_a, b"probed"), 120, "A probed B")
         lines = log_a.decode().splitlines()
         assert lines[0] == "il-tenant-a", log_a
