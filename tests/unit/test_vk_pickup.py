@@ -9,6 +9,9 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+
+import interlink_vk.pods as pods_module
 from interlink_core.errors import BackendUnavailable
 from interlink_core.models import CreateStruct, PodCreateRequests
 from interlink_vk.config import VKConfig
@@ -62,6 +65,8 @@ class FakeKube:
                 return
             if event is EXPIRED:
                 raise WatchExpired("too old resource version")
+            if event[0] == "RAISE":
+                raise event[1]["error"]
             yield event
 
     async def patch_pod(self, p: JSON, patch: JSON, status: bool = False) -> JSON:
@@ -289,3 +294,50 @@ async def test_a_status_cycle_past_the_byte_limit_takes_more_calls_not_fewer_pod
     await vk.sync_status(pods, "full")
     assert len(sent) == 2  # ~110 KB of pods, 64 KB at most a call
     assert [u for call in sent for u in call] == [f"{i:03d}" for i in range(100)]
+
+
+async def test_a_pod_gone_while_its_delete_fails_at_the_edge_is_owed_not_lost() -> None:
+    """An ended pod is deleted: the watch brings its deletionTimestamp (the VK starts the edge
+    delete) and its DELETED a moment later, while the edge is down."""
+    gate = asyncio.Event()
+
+    class DownEdge(FakeEdge):
+        async def delete(self, p: JSON) -> None:
+            self.deleted.append(p["metadata"]["uid"])
+            await gate.wait()
+            raise BackendUnavailable("edge down")
+
+    kube, edge = FakeKube(), DownEdge()
+    done = pod("a", rv="5", annotations={"interlink.eu/job-id": "job-a"})
+    done["status"]["phase"] = "Succeeded"
+    kube.pods["a"] = done
+    vk, task = await running(kube, edge)
+    try:
+        going = json.loads(json.dumps(done))
+        going["metadata"].update(resourceVersion="6", deletionTimestamp="2026-12-01T00:00:00Z")
+        await kube.events.put(("MODIFIED", going))
+        await until(lambda: edge.deleted == ["a"], "the edge delete started")
+        await kube.events.put(("DELETED", going))
+        await until(lambda: "a" not in vk._pods, "the pod gone")
+        gate.set()
+        await until(lambda: [o.uid for o in vk.owed.owed.values()] == ["a"], "the delete owed")
+    finally:
+        task.cancel()
+
+
+async def test_a_watch_that_keeps_failing_is_replaced_by_a_new_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pods_module, "WATCH_RETRY_SECONDS", 0.01)
+    kube, edge = FakeKube(), FakeEdge()
+    broken = RuntimeError("connection reset")
+    _vk, task = await running(kube, edge)
+    try:
+        for _ in range(2):
+            await kube.events.put(("RAISE", {"error": broken}))
+        await until(lambda: len(kube.watched_from) == 3, "two failed watches resumed")
+        assert kube.lists == 1 and kube.watched_from == ["list-1"] * 3
+        await kube.events.put(("RAISE", {"error": broken}))  # the third in a row
+        await until(lambda: kube.lists == 2, "a new LIST")
+    finally:
+        task.cancel()

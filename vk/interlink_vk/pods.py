@@ -56,6 +56,7 @@ from .tokens import adopted_refresh_at, refresh_at, token_lifetime
 
 log = logging.getLogger("interlink.vk.pods")
 WATCH_RETRY_SECONDS = 1.0
+WATCH_FAILURES_BEFORE_LIST = 3  # watches in a row that failed before a new LIST
 
 
 def _unknown_at_edge(exc: InterLinkError) -> bool:
@@ -210,22 +211,25 @@ class PodController:
 
     async def _watch(self, stop: asyncio.Event) -> None:
         """Keep the held pods current: a LIST, then a watch from its resourceVersion, resumed
-        from the last version seen when it ends or fails, and a new LIST only when the server
-        cannot resume it."""
-        version = ""
+        from the last version seen when it ends or fails, and a new LIST when the server
+        cannot resume it (410) or the watch failed three times in a row."""
+        version, failures = "", 0
         while not stop.is_set():
             try:
                 if not version:
                     version = await self.relist()
                 async for event, obj in self.kube.watch_pods_on_node(self.node, version):
-                    version = self._saw(event, obj) or version
+                    version, failures = self._saw(event, obj) or version, 0
                 continue  # the server ended the watch (its timeout): resume at once
             except WatchExpired as exc:
                 log.info("pod watch of node %s expired (%s); listing again", self.node, exc)
                 version = ""
                 continue
             except Exception as exc:
-                log.debug("pod watch failed (%s); resuming", exc)
+                failures += 1
+                if status_code(exc) == 410 or failures >= WATCH_FAILURES_BEFORE_LIST:
+                    version = ""  # what the watch may have missed comes with a new LIST
+                log.warning("pod watch of node %s failed (%s); resuming", self.node, exc)
             await asyncio.sleep(WATCH_RETRY_SECONDS)
 
     def _saw(self, event: str, obj: JSON) -> str:
@@ -639,6 +643,9 @@ class PodController:
                     await self.edge.delete(pod)
             except InterLinkError as exc:
                 if not _unknown_at_edge(exc):
+                    if uid not in self._pods:  # it left Kubernetes meanwhile: owed, not lost
+                        self.owed.add(Owed.of(pod))
+                        return True
                     if uid not in self._refused:  # one Event, not one per retry
                         await self.kube.event(
                             pod, "FailedKilling", str(exc), self.node, warning=True
