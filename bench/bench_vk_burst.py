@@ -47,10 +47,11 @@ from percentiles import pct  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from interlink_core.embedded import EmbeddedEdge  # noqa: E402
-from interlink_vk.config import JOB_ID_ANNOTATION, VK_TAINT_KEY, VKConfig  # noqa: E402
+from interlink_vk.config import JOB_ID_ANNOTATION, VKConfig  # noqa: E402
 from interlink_vk.kube import Kube  # noqa: E402
 from tests.helpers.k8s import K8sInfo, ensure_k8s, kubectl  # noqa: E402
 from tests.helpers.vk import approve_csr, loopback_ip, start_vk_process  # noqa: E402
+from tests.helpers.vk_world import node_pod  # noqa: E402
 from tests.helpers.world import stop  # noqa: E402
 
 
@@ -117,18 +118,7 @@ class Bench:
 
     # -- pods --------------------------------------------------------------------------------
     def manifest(self, name: str) -> dict[str, Any]:
-        return {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "namespace": self.ns},
-            "spec": {
-                "nodeSelector": {"kubernetes.io/hostname": self.node},
-                "tolerations": [{"key": VK_TAINT_KEY, "operator": "Exists"}],
-                "restartPolicy": "Never",
-                "terminationGracePeriodSeconds": 1,
-                "containers": [{"name": "w", "image": "x", "command": ["sleep", "3600"]}],
-            },
-        }
+        return node_pod(self.node, self.ns, name, ["sleep", "3600"])
 
     async def watch(self) -> None:
         """Note when each pod is first seen Running."""

@@ -22,6 +22,24 @@ from tests.helpers.world import Service, start_api, start_plugin, stop
 TOKEN = "bench-slurm-vk-token"
 
 
+def node_pod(node: str, ns: str, name: str, command: list[str], **spec: Any) -> dict[str, Any]:
+    """A run-once pod for virtual node ``node``, one container ``main`` running ``command``
+    (``spec``: more pod spec fields, e.g. ``automountServiceAccountToken=False``)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": node},
+            "tolerations": [{"key": VK_TAINT_KEY, "operator": "Exists"}],
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": "none", "command": command}],
+            **spec,
+        },
+    }
+
+
 class World:
     """A plugin (SLURM on ``partition``, or ``local`` when ``partition`` is None) and its API
     server (shared by k8s and direct), one VK process, one namespace."""
@@ -51,21 +69,8 @@ class World:
         return self.root / "plugin" / "state" / "jobs"
 
     def manifest(self, name: str, command: list[str], **spec: Any) -> dict[str, Any]:
-        """A run-once pod for this virtual node, one container ``main`` running ``command``
-        (``spec``: more pod spec fields, e.g. ``automountServiceAccountToken=False``)."""
-        return {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "namespace": self.ns},
-            "spec": {
-                "nodeSelector": {"kubernetes.io/hostname": self.node},
-                "tolerations": [{"key": VK_TAINT_KEY, "operator": "Exists"}],
-                "restartPolicy": "Never",
-                "terminationGracePeriodSeconds": 1,
-                "containers": [{"name": "main", "image": "none", "command": command}],
-                **spec,
-            },
-        }
+        """A run-once pod for this virtual node (:func:`node_pod`)."""
+        return node_pod(self.node, self.ns, name, command, **spec)
 
     async def start(self) -> None:
         if self.partition is None:
