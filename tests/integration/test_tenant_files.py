@@ -10,11 +10,11 @@ import pytest
 
 from interlink_core.client import InterLinkClient
 from interlink_core.models import PodCreateRequests
+from tests.helpers.tenants import main_log
 from tests.helpers.world import shell_pod, until
 from tests.integration.test_tenants_batch import (  # noqa: F401 (fixtures)
     Site,
     _log_with,
-    log_request,
     running,
     site,
     vk_a,
@@ -52,7 +52,7 @@ async def test_a_job_cannot_point_the_plugin_at_another_tenants_log(
         await until(lambda: _log_with(vk_b, pod_b, SECRET.encode()), 60, "B's log written")
         await until(lambda: (cdir_a / "swapped").exists(), 120, "A's job swapped its files")
         assert (cdir_a / "0.log").is_symlink()
-        log_a = await vk_a.logs(log_request(pod_a))
+        log_a = await vk_a.logs(main_log(pod_a))
         assert SECRET.encode() not in log_a
         [status] = await vk_a.status([pod_a])
         state = status.containers[0].get("state") or {}
