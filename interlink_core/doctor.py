@@ -246,9 +246,8 @@ async def check_nodes(report: Report, kubeconfig: Path) -> None:
         return
     try:
         api = await kr8s.asyncio.api(kubeconfig=str(kubeconfig))
-        answer = await KubeJSON(api).call(
-            "GET", "nodes", params={"labelSelector": VK_NODE_SELECTOR}
-        )
+        async with KubeJSON(api) as kube:
+            answer = await kube.call("GET", "nodes", params={"labelSelector": VK_NODE_SELECTOR})
     except Exception as exc:
         report.fail(
             f"cannot list nodes with {kubeconfig}: {exc}",

@@ -1,15 +1,22 @@
-"""Plain-JSON calls to the Kubernetes API through kr8s (one client library, no object classes).
+"""Plain-JSON calls to the Kubernetes API (no object classes).
 
-Used by the virtual kubelet and by Dask's Kubernetes mode; needs the ``kr8s`` package (extras
-``[vk]`` and ``[dask]``)."""
+kr8s reads the credentials (kubeconfig, exec plugins, service account, their renewal); the
+requests go through aiohttp, which takes about 0.5 ms of CPU a call against kr8s' httpx's 4 ms
+(``bench/bench_kube_call.py``): the virtual kubelet makes about ten calls per pod. Used by the
+virtual kubelet, Dask's Kubernetes mode and the Jupyter extensions; needs the ``kr8s`` package
+(extras ``[vk]`` and ``[dask]``)."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
+import aiohttp
 from kr8s import ServerError
 from kr8s.asyncio import Api
 
@@ -58,18 +65,119 @@ def job_id(pod: JSON) -> str:
     return str(ann.get(JOB_ID_ANNOTATION) or ann.get(UPSTREAM_JOB_ID_ANNOTATION) or "")
 
 
+def api_path(url: str, *, namespace: str | None, version: str = "v1", base: str = "") -> str:
+    """The path of a request: ``/api/v1`` (core) or ``/apis/<group>/<version>`` (or ``base``
+    given), the namespace's part if any, then ``url``."""
+    if not base:
+        base = "/api" if version == "v1" else "/apis"
+    parts = [base, version, *(["namespaces", namespace] if namespace else []), url]
+    return "/".join(p for p in parts if p)
+
+
+class KubeError(ServerError):
+    """An error answer of the Kubernetes API: its HTTP ``code`` and the ``Status`` it sent (a
+    kr8s :class:`~kr8s.ServerError`, so that one ``except`` takes the errors of both)."""
+
+    def __init__(self, code: int, status: JSON | str) -> None:
+        message = status.get("message") if isinstance(status, dict) else None
+        super().__init__(str(message or status or f"HTTP {code}"), status=None, response=None)
+        self.code = code
+        self.status_object = status
+
+
 def status_code(exc: BaseException) -> int | None:
     """The HTTP status of a Kubernetes API error (``None`` when it is not one)."""
+    if isinstance(exc, KubeError):
+        return exc.code
     if isinstance(exc, ServerError) and exc.response is not None:
         return exc.response.status_code
     return None
 
 
+CALL_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=15)
+STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=15)
+
+
 class KubeJSON:
-    """Requests to the Kubernetes API as JSON in and JSON out."""
+    """Requests to the Kubernetes API as JSON in and JSON out, on one connection pool; close it
+    with :meth:`aclose` (or use the client as ``async with``)."""
 
     def __init__(self, api: Api) -> None:
         self.api = api
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _connect(self) -> aiohttp.ClientSession:
+        """The session, with kr8s' TLS settings (made at the first call)."""
+        if self._session is None or self._session.closed:
+            ssl = await self.api.auth.ssl_context()  # type: ignore[no-untyped-call]
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=ssl, limit=64), raise_for_status=False
+            )
+        return self._session
+
+    def _headers(self, extra: dict[str, str]) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "interlink", **extra}
+        if self.api.auth.token:  # read at each call: kr8s renews it
+            headers["Authorization"] = f"Bearer {self.api.auth.token}"
+        return headers
+
+    @asynccontextmanager
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        namespace: str | None = None,
+        version: str = "v1",
+        base: str = "",
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        stream: bool = False,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request, its answer open while the block runs; :class:`KubeError` for an error
+        answer. A 401 (a service-account token rotated) has kr8s read the credentials again
+        and the request made once more."""
+        path = api_path(url, namespace=namespace, version=version, base=base)
+        extra = dict(headers or {})
+        kwargs: dict[str, Any] = {
+            "params": params,
+            "timeout": STREAM_TIMEOUT if stream else CALL_TIMEOUT,
+            "proxy": self.api.auth.proxy,
+            "server_hostname": self.api.auth.tls_server_name,
+        }
+        if body is not None:
+            kwargs["data"] = json.dumps(body)
+            extra = {"Content-Type": "application/json", **extra}
+        for attempt in (1, 2):
+            session = await self._connect()
+            resp = await session.request(
+                method, self.api.auth.server + path, headers=self._headers(extra), **kwargs
+            )
+            try:
+                if resp.status == 401 and attempt == 1:
+                    await self.api.auth.reauthenticate()
+                    continue
+                if resp.status >= 400:
+                    raise KubeError(resp.status, _status_of(await resp.read()))
+                yield resp
+                return
+            finally:
+                resp.release()
 
     async def call(
         self,
@@ -84,17 +192,18 @@ class KubeJSON:
         params: dict[str, str] | None = None,
     ) -> JSON:
         """One request; the answer's JSON (``{}`` if none)."""
-        kwargs: dict[str, Any] = {}
-        if body is not None:
-            kwargs["content"] = json.dumps(body)
-            kwargs["headers"] = {"Content-Type": "application/json", **(headers or {})}
-        if params:
-            kwargs["params"] = params
-        async with self.api.call_api(
-            method, version=version, base=base, namespace=namespace, url=url, **kwargs
+        async with self.request(
+            method,
+            url,
+            namespace=namespace,
+            version=version,
+            base=base,
+            body=body,
+            headers=headers,
+            params=params,
         ) as resp:
-            text = resp.text
-        return dict(json.loads(text)) if text.strip() else {}
+            raw = await resp.read()
+        return dict(json.loads(raw)) if raw.strip() else {}
 
     async def get(
         self, kind: str, namespace: str | None, name: str, *, version: str = "v1", base: str = ""
@@ -104,8 +213,8 @@ class KubeJSON:
             return await self.call(
                 "GET", f"{kind}/{name}", namespace=namespace, version=version, base=base
             )
-        except ServerError as exc:
-            if status_code(exc) == 404:
+        except KubeError as exc:
+            if exc.code == 404:
                 return None
             raise
 
@@ -131,8 +240,17 @@ class KubeJSON:
                 base=base,
                 body=options,
             )
-        except ServerError as exc:
-            if status_code(exc) in (404, 409):
+        except KubeError as exc:
+            if exc.code in (404, 409):
                 return False
             raise
         return True
+
+
+def _status_of(raw: bytes) -> JSON | str:
+    """The ``Status`` object of an error answer (its text when it is not JSON)."""
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace").strip()
+    return dict(answer) if isinstance(answer, dict) else str(answer)

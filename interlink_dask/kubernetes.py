@@ -67,13 +67,14 @@ async def connect(opts: ClusterOptions) -> tuple[KubeJSON, str]:
 async def kubernetes_records(opts: ClusterOptions) -> list[ClusterRecord]:
     """Live Kubernetes-mode clusters in the namespace."""
     kube, namespace = await connect(opts)
-    answer = await kube.call(
-        "GET",
-        "leases",
-        namespace=namespace,
-        version=LEASES_API,
-        params={"labelSelector": f"{CLUSTER_LABEL},{HEARTBEAT_LABEL}=true"},
-    )
+    async with kube:
+        answer = await kube.call(
+            "GET",
+            "leases",
+            namespace=namespace,
+            version=LEASES_API,
+            params={"labelSelector": f"{CLUSTER_LABEL},{HEARTBEAT_LABEL}=true"},
+        )
     now = datetime.now(UTC)
     return [record_of_lease(x) for x in answer.get("items") or [] if not lease_expired(x, now)]
 
@@ -103,6 +104,8 @@ class KubernetesBackend(Backend):
         return self.opts.cluster_name
 
     async def check(self) -> None:
+        if self.kube is not None:
+            await self.kube.aclose()
         self.kube, self.namespace = await connect(self.opts)
         self.server = str(self.kube.api.auth.server)
         await self._check_node()
@@ -313,6 +316,11 @@ class KubernetesBackend(Backend):
 
     async def close(self, shutdown: bool) -> None:
         await super().close(shutdown)
-        if shutdown and self.kube is not None:
-            await self.delete_all()
-            await self._delete_lease()
+        if self.kube is None:
+            return
+        try:
+            if shutdown:
+                await self.delete_all()
+                await self._delete_lease()
+        finally:
+            await self.kube.aclose()

@@ -133,6 +133,8 @@ class NodeBoard:
             kube, namespace = await self._connect(opts)
             answer = await kube.call("GET", "nodes", params={"labelSelector": VK_NODE_SELECTOR})
         except Exception as exc:
+            if self._kube is not None:
+                await self._kube[0].aclose()
             self._kube = None
             problems.append(_kube_problem(exc, "list nodes"))
             return []

@@ -15,7 +15,11 @@ ACTIVE_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 async def list_virtual_nodes(api: Any) -> tuple[list[JSON], dict[str, list[JSON] | None]]:
     """The virtual nodes (label selector of every VK) and, per node, its pods that still hold
     resources (``None`` for a node whose pods the caller may not list: capacity only)."""
-    kube = KubeJSON(api)
+    async with KubeJSON(api) as kube:
+        return await _nodes_and_pods(kube)
+
+
+async def _nodes_and_pods(kube: KubeJSON) -> tuple[list[JSON], dict[str, list[JSON] | None]]:
     answer = await kube.call("GET", "nodes", params={"labelSelector": VK_NODE_SELECTOR})
     nodes: list[JSON] = list(answer.get("items") or [])
 

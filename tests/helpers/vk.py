@@ -246,14 +246,16 @@ async def running_vk(
     )
     api = await kr8s.asyncio.api(kubeconfig=str(kubeconfig or k8s.kubeconfig))
     metrics = VKMetrics()
-    async with InterLinkClient(
-        edge_url, token=static_token(token), retry=Retry(attempts=2, base_delay=0.1)
-    ) as client:
+    async with (
+        InterLinkClient(
+            edge_url, token=static_token(token), retry=Retry(attempts=2, base_delay=0.1)
+        ) as client,
+        Kube(api) as kube,
+    ):
         stop = asyncio.Event()
-        kube = Kube(api)
         pods = PodController(kube, config, client, metrics)
         tasks = {
-            "node controller": NodeController(api, config, client, metrics=metrics).run(stop),
+            "node controller": NodeController(kube, config, client, metrics=metrics).run(stop),
             "pod sync": pods.run(stop),
             "kubelet API": serve_kubelet(config, kube, client, stop, state, metrics),
             "CSR approver": approve_csr(k8s, node, stop),

@@ -23,6 +23,7 @@ import pytest
 from interlink_core.client import InterLinkClient, Retry, static_token
 from interlink_core.embedded import EmbeddedEdge
 from interlink_vk.config import VK_TAINT_KEY, Capacity, EdgeConfig, Taint, VKConfig
+from interlink_vk.kube import Kube
 from interlink_vk.metrics import VKMetrics
 from interlink_vk.node import LEASE_NAMESPACE, NodeController
 from tests.helpers.k8s import K8sInfo, kubectl
@@ -152,7 +153,7 @@ async def running(k8s: K8sInfo, tmp_path: Path) -> AsyncIterator[Running]:
         retry=Retry(attempts=1),
         timeout=2.0,
     )
-    controller = NodeController(api, config, client, ping_timeout=2.0, metrics=VKMetrics())
+    controller = NodeController(Kube(api), config, client, ping_timeout=2.0, metrics=VKMetrics())
     stop = asyncio.Event()
     task = asyncio.create_task(controller.run(stop))
     run = Running(name, api, controller, edge, tmp_path / "edge")
@@ -164,6 +165,7 @@ async def running(k8s: K8sInfo, tmp_path: Path) -> AsyncIterator[Running]:
             await asyncio.wait_for(task, 10)
         finally:
             await client.aclose()
+            await controller.kube.aclose()
             run.edge.stop()
             kubectl(k8s, "delete", "node", name, "--ignore-not-found", "--wait=false")
             kubectl(k8s, "-n", LEASE_NAMESPACE, "delete", "lease", name, "--ignore-not-found")
@@ -330,7 +332,7 @@ async def node_on(
     )
     api = await kr8s.asyncio.api(kubeconfig=str(k8s.kubeconfig))
     async with InterLinkClient(edge_url, token=static_token(DEV_TOKEN)) as client:
-        controller = NodeController(api, config, client, metrics=VKMetrics())
+        controller = NodeController(Kube(api), config, client, metrics=VKMetrics())
         stop = asyncio.Event()
         task = asyncio.create_task(controller.run(stop))
         try:
@@ -341,6 +343,7 @@ async def node_on(
         finally:
             stop.set()
             await asyncio.wait_for(task, 10)
+            await controller.kube.aclose()
             kubectl(k8s, "delete", "node", name, "--ignore-not-found", "--wait=false")
             kubectl(k8s, "-n", LEASE_NAMESPACE, "delete", "lease", name, "--ignore-not-found")
 

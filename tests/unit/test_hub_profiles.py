@@ -3,16 +3,15 @@ flags it lets through, the live selection of virtual nodes, and the batch-state 
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from interlink_core.errors import ConfigError
 from interlink_jupyter.hub import batch_state, build_profiles, load_profiles
@@ -222,15 +221,25 @@ def test_batch_state_lines() -> None:
 
 
 async def test_live_form_says_why_nothing_is_offered() -> None:
-    class Api:  # kr8s' API as the form uses it: one virtual node, not Ready
-        @contextlib.asynccontextmanager
-        async def call_api(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[Any]:
-            items = [node("hpc-slurm", ready="False")] if url == "nodes" else []
-            yield SimpleNamespace(text=json.dumps({"items": items}))
+    async def nodes(request: web.Request) -> web.Response:  # one virtual node, not Ready
+        return web.json_response({"items": [node("hpc-slurm", ready="False")]})
 
-    form = interlink_profiles({"profiles": [HPC]}, api=lambda: _async(Api()))
-    with pytest.raises(NoVirtualNodeReady) as none:
-        await form(None)
+    app = web.Application()
+    app.router.add_get("/api/v1/nodes", nodes)
+    app.router.add_get("/api/v1/pods", lambda r: web.json_response({"items": []}))
+    async with TestServer(app) as server:
+        api = SimpleNamespace(  # kr8s' API as the client reads it: the server and credentials
+            auth=SimpleNamespace(
+                server=str(server.make_url("")).rstrip("/"),
+                token=None,
+                proxy=None,
+                tls_server_name=None,
+                ssl_context=lambda: _async(True),
+            )
+        )
+        form = interlink_profiles({"profiles": [HPC]}, api=lambda: _async(api))
+        with pytest.raises(NoVirtualNodeReady) as none:
+            await form(None)
     assert none.value.status_code == 503
     assert none.value.args == (
         "no profile can be offered right now: no virtual node of the configured profiles is "

@@ -38,16 +38,18 @@ async def serve(config: VKConfig) -> None:
     api = await kube_api(config)
     e = config.edge
     cert = (e.client_cert, e.client_key) if e.client_cert and e.client_key else None
-    async with InterLinkClient(
-        e.url,
-        token=e.token_source(),
-        ca_file=e.ca_file,
-        client_cert=cert,
-        timeout=e.timeout_seconds,
-    ) as edge:
+    async with (
+        InterLinkClient(
+            e.url,
+            token=e.token_source(),
+            ca_file=e.ca_file,
+            client_cert=cert,
+            timeout=e.timeout_seconds,
+        ) as edge,
+        Kube(api) as kube,
+    ):
         metrics = VKMetrics()
-        kube = Kube(api)
-        node = NodeController(api, config, edge, metrics=metrics)
+        node = NodeController(kube, config, edge, metrics=metrics)
         pods = PodController(kube, config, edge, metrics)
         reaper = HeartbeatReaper(kube, config, pods.leased, metrics)
         log.info("virtual node %s: edge %s", config.node_name, e.url)

@@ -148,12 +148,19 @@ class VKConfig(StrictModel):
         "pending_status_interval_seconds; afterwards (a job waiting in the batch queue) only "
         "in the full cycle.",
     )
+    status_pods: Literal["slim", "full"] = Field(
+        default="slim",
+        description="What a /status call sends of each pod: 'slim' (name, namespace, UID, "
+        "annotations, container names and phase: all that our API server and plugins, and "
+        "upstream's API server and SLURM plugin, read; 10,000 pods in one call of ~3 MB) or "
+        "'full' (the whole pod, as upstream's VK sends it, for a plugin that reads more).",
+    )
     status_call_max_bytes: int = Field(
         default=8 * 1024 * 1024,
         ge=64 * 1024,
         description="Largest /status request body: pods beyond it go in a further call of the "
-        "same cycle (about 4,000 pods of 2 KB a call). Keep it below the API server's "
-        "max_request_bytes (16 MiB by default).",
+        "same cycle (about 30,000 slim pods, or 4,000 full pods of 2 KB). Keep it below the "
+        "API server's max_request_bytes (16 MiB by default).",
     )
     fresh_status_interval_seconds: float = Field(
         default=0.1,

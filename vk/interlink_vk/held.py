@@ -4,7 +4,10 @@ fields its loops read on every cycle.
 Parsed, a pod is ~12 KB of Python objects (10,000 pods: ~120 MB); as JSON bytes ~2 KB. The pod
 loop reads a handful of fields of every pod each cycle, and the whole pod only for the few it
 acts on (a create, a changed status, a delete), so each pod is held as its JSON (without
-``metadata.managedFields``) and parsed when needed; a status call sends the held JSON as it is.
+``metadata.managedFields``) and parsed when needed. A status call sends each pod's *slim* JSON,
+also held: its identity, annotations, container names and phase, which is all a plugin's or an API
+server's ``/status`` reads (ours read the UIDs; upstream's the name, namespace, UID, phase and
+container names), so that 10,000 pods are one call of ~3 MB, not 21 MB.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class Held:
     created: float  # creation time (unix seconds; 0 if unknown)
     lease: str  # the heartbeat Lease it names ("" if none)
     raw: bytes
+    slim: bytes  # what a status call sends (:func:`slim_pod`)
 
     @classmethod
     def of(cls, pod: JSON) -> Held:
@@ -52,6 +56,7 @@ class Held:
             created=_created(meta.get("creationTimestamp")),
             lease=str((meta.get("annotations") or {}).get(HEARTBEAT_ANNOTATION) or ""),
             raw=pydantic_core.to_json(pod),
+            slim=pydantic_core.to_json(slim_pod(pod)),
         )
 
     def pod(self) -> JSON:
@@ -77,18 +82,38 @@ class Held:
         return True
 
 
-def encoded(pods: list[Held]) -> bytes:
-    """The pods as one JSON array, from the JSON held (nothing parsed or encoded again)."""
-    return b"[" + b",".join(h.raw for h in pods) + b"]"
+def slim_pod(pod: JSON) -> JSON:
+    """What a ``/status`` call needs of a pod: its name, namespace, UID and annotations (the
+    job id), its containers' names and its phase; not its spec or its status' details."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    keep = ("name", "namespace", "uid", "resourceVersion", "annotations")
+    slim: JSON = {
+        "metadata": {k: meta[k] for k in keep if k in meta},
+        "spec": {
+            kind: [{"name": c.get("name")} for c in spec[kind]]
+            for kind in ("initContainers", "containers")
+            if spec.get(kind)
+        },
+    }
+    phase = (pod.get("status") or {}).get("phase")
+    if phase:
+        slim["status"] = {"phase": phase}
+    return slim
 
 
-def batches(pods: list[Held], max_bytes: int) -> list[list[Held]]:
+def encoded(pods: list[Held], full: bool = False) -> bytes:
+    """The pods as one JSON array of their slim JSON (their whole JSON when ``full``), from
+    the JSON held (nothing parsed or encoded again)."""
+    return b"[" + b",".join(h.raw if full else h.slim for h in pods) + b"]"
+
+
+def batches(pods: list[Held], max_bytes: int, full: bool = False) -> list[list[Held]]:
     """``pods`` in order, in the fewest runs whose :func:`encoded` body is at most
     ``max_bytes`` (a pod larger than that alone goes in a run of its own)."""
     runs: list[list[Held]] = []
     size = max_bytes + 1  # the first pod starts a run
     for held in pods:
-        cost = len(held.raw) + 1  # its JSON and a comma (or a bracket)
+        cost = len(held.raw if full else held.slim) + 1  # its JSON and a comma (or a bracket)
         if size + cost > max_bytes:
             runs.append([])
             size = 1

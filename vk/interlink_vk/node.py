@@ -1,7 +1,7 @@
 """The virtual node: the Node object, its status (capacity, conditions incl. connectivity to the
 edge) and its Lease heartbeat, kept up to date the way a kubelet does.
 
-Everything goes through kr8s' raw ``call_api`` with plain JSON dicts:
+Everything goes through the VK's Kubernetes client (``kube.py``) with plain JSON dicts:
 
 - the Node is created with ``POST /api/v1/nodes`` (or, if it exists, its labels and taints are
   merged in with a JSON merge patch carrying ``metadata.resourceVersion``, so a concurrent change
@@ -102,20 +102,20 @@ def edge_taints(raw: list[JSON]) -> list[JSON]:
 class NodeController:
     """Registers one virtual node and keeps its status and Lease fresh.
 
-    ``api`` is a ``kr8s.asyncio.Api``; ``edge`` the client of the interLink API server (give it a
-    short retry policy: a ping that waits long delays the NotReady report).
+    ``kube`` is the VK's Kubernetes client; ``edge`` the client of the interLink API server
+    (give it a short retry policy: a ping that waits long delays the NotReady report).
     """
 
     def __init__(
         self,
-        api: Any,
+        kube: Kube,
         config: VKConfig,
         edge: InterLinkClient,
         *,
         ping_timeout: float | None = None,
         metrics: VKMetrics,
     ) -> None:
-        self.kube = Kube(api)
+        self.kube = kube
         self.metrics = metrics
         self.config = config
         self.edge = edge

@@ -557,9 +557,11 @@ class PodController:
         t0 = time.perf_counter()
         by_uid: dict[str, PodStatus] = {}
         try:  # one call, unless the body would pass status_call_max_bytes
-            for run in batches(pods, self.config.status_call_max_bytes):
+            full = self.config.status_pods == "full"
+            for run in batches(pods, self.config.status_call_max_bytes, full):
                 async with self.metrics.edge_call("status"):
-                    by_uid.update((s.UID, s) for s in await self.edge.status(encoded(run)))
+                    answer = await self.edge.status(encoded(run, full))
+                by_uid.update((s.UID, s) for s in answer)
         except InterLinkError as exc:
             log.warning("status from the edge failed (%s); pods keep their last state", exc)
             return
@@ -595,7 +597,8 @@ class PodController:
         if now - since < self.config.lost_after_seconds:
             return
         try:
-            alone = [s for s in await self.edge.status(encoded([held])) if s.UID == uid]
+            body = encoded([held], self.config.status_pods == "full")
+            alone = [s for s in await self.edge.status(body) if s.UID == uid]
         except InterLinkError as exc:
             log.warning("status of pod %s alone failed (%s); it keeps its last state", uid, exc)
             return

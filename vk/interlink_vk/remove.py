@@ -34,7 +34,11 @@ async def _until(what: str, done: Callable[[], Awaitable[bool]], deadline: float
 
 async def remove_node(config: VKConfig, deployment: str | None, seconds: float) -> None:
     """Cordon, drain (through the running VK), stop the VK, delete the node."""
-    kube = Kube(await kube_api(config))
+    async with Kube(await kube_api(config)) as kube:
+        await _remove(kube, config, deployment, seconds)
+
+
+async def _remove(kube: Kube, config: VKConfig, deployment: str | None, seconds: float) -> None:
     node = config.node_name
     deadline = time.monotonic() + seconds
     if await kube.get("nodes", None, node) is not None:
