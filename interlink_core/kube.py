@@ -122,12 +122,15 @@ class KubeJSON:
 
     async def _connect(self) -> aiohttp.ClientSession:
         """The session, with kr8s' TLS settings (made at the first call)."""
-        if self._session is None or self._session.closed:
+        session = self._session
+        if session is None or session.closed:
             ssl = await self.api.auth.ssl_context()  # type: ignore[no-untyped-call]
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=ssl, limit=64), raise_for_status=False
-            )
-        return self._session
+            if self._session is None or self._session.closed:  # the first calls all waited
+                self._session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(ssl=ssl, limit=64), raise_for_status=False
+                )
+            session = self._session
+        return session
 
     def _headers(self, extra: dict[str, str]) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "interlink", **extra}
