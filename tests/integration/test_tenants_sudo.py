@@ -287,6 +287,43 @@ async def test_jobs_run_as_the_tenants_users_through_sudo(
     assert not dir_a.exists() and not dir_b.exists()
 
 
+async def _container(c: InterLinkClient, pod: dict[str, Any]) -> dict[str, Any]:
+    statuses = await c.status([pod])
+    return dict(statuses[0].containers[0]) if statuses and statuses[0].containers else {}
+
+
+async def test_probes_hooks_and_restarts_run_in_the_tenants_job_through_sudo(
+    site: Site, vk_a: InterLinkClient
+) -> None:
+    """A pod that needs the pod runner (a postStart hook, a readiness probe, a restart) under
+    ``submit_as: sudo``: the runner works in the tenant's job, as the tenant's user."""
+    marks = Path(tempfile.mkdtemp(prefix="il-runner-", dir="/tmp"))
+    shutil.chown(marks, "il-tenant-a", "il-tenant-a")
+    hooked, failed_once = marks / "hooked", marks / "failed-once"
+    main = f"test -f {failed_once} || {{ touch {failed_once}; exit 1; }}; sleep 300"
+    pod = shell_pod("runner", main)
+    pod["spec"]["restartPolicy"] = "OnFailure"
+    pod["spec"]["containers"][0].update(
+        lifecycle={"postStart": {"exec": {"command": ["sh", "-c", f"id -un > {hooked}"]}}},
+        readinessProbe={"exec": {"command": ["test", "-s", str(hooked)]}, "periodSeconds": 1},
+    )
+    await vk_a.create(PodCreateRequests(pod=pod))
+    try:
+
+        async def ready() -> dict[str, Any] | None:
+            container = await _container(vk_a, pod)
+            return container if container.get("ready") else None
+
+        container = await until(ready, 120, "the restarted container Ready")
+        assert container["restartCount"] == 1, container
+        assert "running" in container["state"], container
+        assert hooked.read_text() == "il-tenant-a\n"  # the hook ran as the tenant
+        assert pwd.getpwuid(failed_once.stat().st_uid).pw_name == "il-tenant-a"
+    finally:
+        await vk_a.delete(pod)
+        shutil.rmtree(marks)
+
+
 async def test_a_tenant_the_sudo_rule_does_not_cover_is_refused_naming_the_rule(
     site: Site, issuer: Issuer
 ) -> None:

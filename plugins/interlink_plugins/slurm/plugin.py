@@ -67,7 +67,7 @@ from .commands import (
 from .config import SlurmConfig
 from .orphans import forget, orphan_job, remember
 from .scratch import ContainerReport, LogDemux, decode_comment, reported_state
-from .script import build_job, record_data
+from .script import JobPlan, build_job, record_data
 from .tenancy import (
     cancel_argv,
     check_choices,
@@ -130,6 +130,27 @@ class SlurmPluginConfig(SlurmConfig):
     """:class:`SlurmConfig` plus the capacity announced to Kubernetes."""
 
     max_pods: int = Field(default=1000, ge=1)
+
+
+def prepare_job(
+    data: RetrievedPodData,
+    settings: SlurmConfig,
+    pod_dir: Path,
+    tenant: str | None,
+    account: UnixAccount | None,
+) -> tuple[JobPlan, JSON]:
+    """Write the pod's script and files into ``pod_dir`` and record what goes with the job id
+    (before ``sbatch`` runs, so that a killed create's job is adopted); the plan and the
+    record."""
+    plan, files = build_job(data, settings, pod_dir)
+    write_job_files(pod_dir, {"job.sh": plan.script, **files}, ("job.sh",))
+    for stale in (plan.output, plan.error) if plan.output else ():  # appended to
+        Path(stale).unlink(missing_ok=True)
+    recorded = record_data(plan, pod_dir)
+    if account is not None:
+        recorded["tenant"], recorded["user"] = tenant, account.user
+    remember(settings.state_path, data.pod["metadata"]["uid"], recorded)
+    return plan, recorded
 
 
 class SlurmPlugin(Plugin):
@@ -197,15 +218,10 @@ class SlurmPlugin(Plugin):
         if account is not None:  # a leftover the tenant owns (a create killed after handover)
             await self._reclaim(settings.jobs_path / uid)
         async with new_pod_dir(settings.jobs_path, uid) as pod_dir:
-            plan, files = await asyncio.to_thread(build_job, data, settings, pod_dir)
-            job_files = {"job.sh": plan.script, **files}
-            await asyncio.to_thread(write_job_files, pod_dir, job_files, ("job.sh",))
-            for stale in (plan.output, plan.error) if plan.output else ():  # appended to
-                await asyncio.to_thread(Path(stale).unlink, True)
-            recorded = record_data(plan, pod_dir)
-            if account is not None:
-                recorded["tenant"], recorded["user"] = tenant, account.user
-            await asyncio.to_thread(remember, settings.state_path, uid, recorded)
+            # one thread hop for all the files: a burst of creates queues at the thread pool
+            plan, recorded = await asyncio.to_thread(
+                prepare_job, data, settings, pod_dir, tenant, account
+            )
             argv = [settings.sbatch, "--parsable", *plan.options, str(pod_dir / "job.sh")]
             if account is not None:
                 await self._hand_over(pod_dir, account)
