@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypedDict, Unpack
 
 import aiohttp
 from kr8s import ServerError
@@ -72,6 +72,19 @@ def api_path(url: str, *, namespace: str | None, version: str = "v1", base: str 
         base = "/api" if version == "v1" else "/apis"
     parts = [base, version, *(["namespaces", namespace] if namespace else []), url]
     return "/".join(p for p in parts if p)
+
+
+class RequestOptions(TypedDict, total=False):
+    """Where a request goes and what it carries: the namespace (none: cluster-scoped), the API
+    ``version`` (``v1``: core; ``group/version``: ``/apis``) or ``base`` path, a JSON ``body``,
+    more ``headers`` and query ``params``."""
+
+    namespace: str | None
+    version: str
+    base: str
+    body: Any
+    headers: dict[str, str] | None
+    params: dict[str, str] | None
 
 
 class KubeError(ServerError):
@@ -140,21 +153,14 @@ class KubeJSON:
 
     @asynccontextmanager
     async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        namespace: str | None = None,
-        version: str = "v1",
-        base: str = "",
-        body: Any = None,
-        headers: dict[str, str] | None = None,
-        params: dict[str, str] | None = None,
-        stream: bool = False,
+        self, method: str, url: str, *, stream: bool = False, **options: Unpack[RequestOptions]
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """One request, its answer open while the block runs; :class:`KubeError` for an error
         answer. A 401 (a service-account token rotated) has kr8s read the credentials again
         and the request made once more."""
+        namespace, body = options.get("namespace"), options.get("body")
+        version, base = options.get("version", "v1"), options.get("base", "")
+        headers, params = options.get("headers"), options.get("params")
         path = api_path(url, namespace=namespace, version=version, base=base)
         extra = dict(headers or {})
         kwargs: dict[str, Any] = {
@@ -182,29 +188,9 @@ class KubeJSON:
             finally:
                 resp.release()
 
-    async def call(
-        self,
-        method: str,
-        url: str,
-        *,
-        namespace: str | None = None,
-        version: str = "v1",
-        base: str = "",
-        body: Any = None,
-        headers: dict[str, str] | None = None,
-        params: dict[str, str] | None = None,
-    ) -> JSON:
+    async def call(self, method: str, url: str, **options: Unpack[RequestOptions]) -> JSON:
         """One request; the answer's JSON (``{}`` if none)."""
-        async with self.request(
-            method,
-            url,
-            namespace=namespace,
-            version=version,
-            base=base,
-            body=body,
-            headers=headers,
-            params=params,
-        ) as resp:
+        async with self.request(method, url, **options) as resp:
             raw = await resp.read()
         return dict(json.loads(raw)) if raw.strip() else {}
 
