@@ -255,7 +255,10 @@ def test_held_pods_drop_managed_fields_and_are_sent_as_they_are_when_full() -> N
 
 
 def test_a_status_call_sends_slim_pods_by_default() -> None:
-    p = pod("a", annotations={"interlink.eu/job-id": "7"}, labels={"app": "x" * 500})
+    last_applied = {"kubectl.kubernetes.io/last-applied-configuration": "{" + "x" * 2000 + "}"}
+    p = pod(
+        "a", annotations={"interlink.eu/job-id": "7", **last_applied}, labels={"app": "x" * 500}
+    )
     p["spec"]["initContainers"] = [{"name": "init", "image": "alpine", "command": ["true"]}]
     p["spec"]["volumes"] = [{"name": "v", "emptyDir": {}}]
     p["status"]["conditions"] = [{"type": "Ready", "status": "False"}]

@@ -22,6 +22,9 @@ from interlink_core.models import JSON
 from .config import HEARTBEAT_ANNOTATION
 from .podstatus import TERMINAL_PHASES
 
+# kubectl apply's copy of the whole manifest: often most of a pod's annotations, of no use there
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
 
 @dataclass(frozen=True, slots=True)
 class Held:
@@ -84,11 +87,16 @@ class Held:
 
 def slim_pod(pod: JSON) -> JSON:
     """What a ``/status`` call needs of a pod: its name, namespace, UID and annotations (the
-    job id), its containers' names and its phase; not its spec or its status' details."""
+    job id; not kubectl's last-applied manifest), its containers' names and its phase; not its
+    spec or its status' details."""
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
-    keep = ("name", "namespace", "uid", "resourceVersion", "annotations")
+    keep = ("name", "namespace", "uid", "resourceVersion")
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED}
     slim: JSON = {
-        "metadata": {k: meta[k] for k in keep if k in meta},
+        "metadata": {
+            **{k: meta[k] for k in keep if k in meta},
+            **({"annotations": annotations} if annotations else {}),
+        },
         "spec": {
             kind: [{"name": c.get("name")} for c in spec[kind]]
             for kind in ("initContainers", "containers")
