@@ -118,6 +118,7 @@ class KubeJSON:
     def __init__(self, api: Api) -> None:
         self.api = api
         self._session: aiohttp.ClientSession | None = None
+        self._server = ""  # the apiserver's URL, read once the credentials are loaded
 
     async def __aenter__(self) -> Self:
         return self
@@ -134,7 +135,11 @@ class KubeJSON:
             self._session = None
 
     async def _connect(self) -> aiohttp.ClientSession:
-        """The session, with kr8s' TLS settings (made at the first call)."""
+        """The session, with kr8s' TLS settings and server (made at the first call).
+
+        The server is kept here, not read from kr8s at each request: every
+        ``kr8s.asyncio.api()`` call for the same arguments re-authenticates the one shared
+        ``Api``, which empties its ``server`` for a moment."""
         session = self._session
         if session is None or session.closed:
             ssl = await self.api.auth.ssl_context()  # type: ignore[no-untyped-call]
@@ -143,6 +148,10 @@ class KubeJSON:
                     connector=aiohttp.TCPConnector(ssl=ssl, limit=64), raise_for_status=False
                 )
             session = self._session
+        self._server = self._server or self.api.auth.server
+        if not self._server:
+            await self.api.auth.reauthenticate()  # another caller is loading the credentials
+            self._server = self.api.auth.server
         return session
 
     def _headers(self, extra: dict[str, str]) -> dict[str, str]:
@@ -175,7 +184,7 @@ class KubeJSON:
         for attempt in (1, 2):
             session = await self._connect()
             resp = await session.request(
-                method, self.api.auth.server + path, headers=self._headers(extra), **kwargs
+                method, self._server + path, headers=self._headers(extra), **kwargs
             )
             try:
                 if resp.status == 401 and attempt == 1:

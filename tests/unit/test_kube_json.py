@@ -126,3 +126,17 @@ async def test_watch_events_cut_across_chunks_arrive_whole_and_an_error_ends_the
         async for kind, obj in kube.watch_pods_on_node("vn", "1"):
             events.append((kind, obj))
     assert events == [("ADDED", POD), ("BOOKMARK", {"metadata": {"resourceVersion": "9"}})]
+
+
+async def test_a_call_during_another_callers_reauthentication_reaches_the_server(
+    apiserver: tuple[Kube, list[str]],
+) -> None:
+    """Every ``kr8s.asyncio.api()`` call re-authenticates the one shared ``Api``, which empties
+    its ``server`` for a moment: a request made then still goes to the apiserver."""
+    kube, _ = apiserver
+    assert await kube.call("GET", "pods/p", namespace="n") == POD
+    server, kube.api.auth.server = kube.api.auth.server, ""  # mid re-authentication
+    try:
+        assert await kube.call("GET", "pods/p", namespace="n") == POD
+    finally:
+        kube.api.auth.server = server
