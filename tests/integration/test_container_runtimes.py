@@ -114,10 +114,12 @@ async def test_image_entrypoint_cmd_path_env_user_and_working_dir(
 
 
 async def test_read_only_mount_refuses_writes(vk: RunningVK, podman: PodmanInfo) -> None:
+    # the shell's own complaints go nowhere: podman copies a container's stderr and stdout
+    # separately, so in the one log they can cut into each other's lines under load
     script = (
         "echo data > /rw/file; cat /ro/file; "
-        "if echo more > /ro/other; then echo WRITTEN; else echo REFUSED; fi; "
-        "if rm /ro/file; then echo REMOVED; else echo KEPT; fi; pwd"
+        "if echo more 2>/dev/null > /ro/other; then echo WRITTEN; else echo REFUSED; fi; "
+        "if rm /ro/file 2>/dev/null; then echo REMOVED; else echo KEPT; fi; pwd"
     )
     manifest = vk.pod_manifest(
         "readonly",
@@ -139,13 +141,7 @@ async def test_read_only_mount_refuses_writes(vk: RunningVK, podman: PodmanInfo)
     assert out.returncode == 0, out.stderr
     done = await vk.wait_pod("readonly", ended, timeout=120)
     assert done["status"]["phase"] == "Succeeded", done["status"]
-    lines = await logs(vk, "readonly", "main")
-    assert [line for line in lines if "Read-only file system" not in line] == [
-        "data",
-        "REFUSED",
-        "KEPT",
-        "/rw",
-    ]
+    assert await logs(vk, "readonly", "main") == ["data", "REFUSED", "KEPT", "/rw"]
 
 
 async def test_memory_limit_ends_in_oomkilled(vk: RunningVK, podman: PodmanInfo) -> None:
@@ -187,7 +183,8 @@ async def test_deleted_pod_leaves_no_podman_container(vk: RunningVK, podman: Pod
         "stubborn", lambda p: (p.get("status") or {}).get("phase") == "Running", timeout=120
     )
     prefix = f"il-{running['metadata']['uid']}-"
-    assert running_containers(prefix) == [f"{prefix}main"]
+    # the job marks the container started just before `podman run` creates it
+    await until(lambda: running_containers(prefix) == [f"{prefix}main"], 30, "podman's container")
     out = await vk.kubectl("delete", "pod", "stubborn", "-n", vk.ns, "--timeout=90s")
     assert out.returncode == 0, out.stderr
     assert running_containers(prefix) == []
