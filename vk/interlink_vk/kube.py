@@ -63,6 +63,8 @@ class Kube(KubeJSON):
         if version:
             params["resourceVersion"] = version
         async with self.request("GET", "pods", params=params, stream=True) as resp:
+            # lines split here, not by aiohttp's readline: that one refuses a line longer than
+            # its buffer (128 KiB), and one event is a whole pod
             rest = b""
             async for chunk in resp.content.iter_any():
                 *lines, rest = (rest + chunk).split(b"\n")
